@@ -1,0 +1,165 @@
+//! The composition root: builds every store and engine once and hands them to
+//! the HTTP layer as one shared [`AppState`].
+
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::authz::Authz;
+use crate::config::Settings;
+use crate::db::Db;
+use crate::ingest::Worker;
+use crate::ingest::blobs::BlobStore;
+use crate::memory::VectorStore;
+use crate::ml::Embedder;
+use crate::plugins::{Limits, PluginHost, Registry};
+
+/// How often each instance checks the database for policy changes made
+/// elsewhere (the CLI, another instance).
+const POLICY_POLL: Duration = Duration::from_secs(2);
+
+/// Everything a request handler may use.
+pub struct App {
+    /// The settings the process started with.
+    pub settings: Settings,
+    /// The relational store.
+    pub db: Db,
+    /// The live RBAC enforcer.
+    pub authz: Authz,
+    /// Installed plugins and the sandbox that runs them.
+    pub plugins: Arc<Registry>,
+    /// The vector index.
+    pub vectors: VectorStore,
+    /// Document bytes.
+    pub blobs: BlobStore,
+    /// Wakes the ingestion worker.
+    pub worker: Worker,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    embedder: OnceLock<Arc<Embedder>>,
+    model_error: Mutex<Option<String>>,
+}
+
+/// The axum state: a cheap clone of the shared [`App`].
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl App {
+    /// Opens the stores, applies migrations, loads policies and plugins.
+    /// The embedding model loads in the background; `/ready` reports it.
+    pub async fn build(settings: Settings) -> anyhow::Result<Arc<App>> {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating data folder {}", settings.data_dir.display()))?;
+        let db = Db::connect(&settings.database_url()).await.context("connecting to the database")?;
+        db.migrate().await.context("applying migrations")?;
+        let authz = Authz::load(db.clone()).await.context("loading policies")?;
+        let vectors = VectorStore::open(&settings.vector_uri())
+            .await
+            .context("opening the vector store")?;
+        let host = PluginHost::new(Limits {
+            fuel: settings.plugin_fuel,
+            memory_bytes: settings.plugin_memory_bytes,
+            deadline: Duration::from_millis(settings.plugin_deadline_ms),
+            max_input_bytes: settings.max_upload_bytes,
+            max_output_bytes: 4 * settings.max_upload_bytes,
+        })
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .context("starting the plugin engine")?;
+        let plugins = Arc::new(Registry::new(Arc::new(host), settings.plugin_cache_dir()));
+        let plugins_dir = settings.plugins_dir();
+        let count = {
+            let plugins = plugins.clone();
+            tokio::task::spawn_blocking(move || plugins.install_dir(&plugins_dir)).await??
+        };
+        tracing::info!(count, "plugins installed at start");
+        Ok(Arc::new(App {
+            blobs: BlobStore::new(settings.blobs_dir()),
+            metrics: crate::telemetry::metrics(),
+            worker: Worker::default(),
+            embedder: OnceLock::new(),
+            model_error: Mutex::new(None),
+            settings,
+            db,
+            authz,
+            plugins,
+            vectors,
+        }))
+    }
+
+    /// The embedding model, once loaded.
+    pub fn embedder(&self) -> Option<Arc<Embedder>> {
+        self.embedder.get().cloned()
+    }
+
+    /// Why the model is not loaded, if it failed.
+    pub fn model_error(&self) -> Option<String> {
+        self.model_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Loads the embedding model off the async runtime.
+    pub async fn load_model(self: &Arc<Self>) {
+        let dir = self.settings.models_dir();
+        let loaded = tokio::task::spawn_blocking(move || Embedder::load(&dir)).await;
+        match loaded {
+            Ok(Ok(embedder)) => {
+                let _ = self.embedder.set(Arc::new(embedder));
+                tracing::info!(model = crate::ml::MODEL_ID, "embedding model loaded");
+                self.worker.wake();
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "embedding model unavailable");
+                *self.model_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+            }
+            Err(e) => tracing::error!(error = %e, "model loader panicked"),
+        }
+    }
+
+    /// Starts the background tasks: model load, job worker, policy sync.
+    pub fn start_background(self: &Arc<Self>) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            app.load_model().await;
+            match app.db.requeue_running_jobs().await {
+                Ok(n) if n > 0 => tracing::warn!(jobs = n, "requeued jobs interrupted by a restart"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "could not requeue interrupted jobs"),
+            }
+            app.worker.clone().run(app.clone()).await;
+        });
+        let app = self.clone();
+        tokio::spawn(async move {
+            let mut seen = app.db.policy_fingerprint().await.ok();
+            loop {
+                tokio::time::sleep(POLICY_POLL).await;
+                let Ok(now) = app.db.policy_fingerprint().await else { continue };
+                if seen.as_ref() != Some(&now) {
+                    match app.authz.reload().await {
+                        Ok(()) => seen = Some(now),
+                        Err(e) => tracing::error!(error = %e, "policy reload failed"),
+                    }
+                }
+            }
+        });
+    }
+
+    /// On first start with an empty database, issues the one-time bootstrap
+    /// platform-admin token and returns its secret.
+    pub async fn bootstrap(&self) -> anyhow::Result<Option<String>> {
+        if !self.db.has_no_credentials().await? {
+            return Ok(None);
+        }
+        let (_, secret) = crate::auth::tokens::issue(&self.db, "bootstrap", None, "platform-admin").await?;
+        self.authz.reload().await?;
+        Ok(Some(secret))
+    }
+}

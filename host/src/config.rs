@@ -1,0 +1,105 @@
+//! Settings: `medmemory.toml` (optional), overridden by `MEDMEMORY_*` environment
+//! variables, with embedded defaults that run everything under `./data`.
+//! Parsed once at start into typed values; a bad setting stops the process.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Every setting, with defaults filled in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// Listen address of the API.
+    pub bind: SocketAddr,
+    /// The data folder for everything embedded.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; default `sqlite://<data>/medmemory.db`.
+    pub database_url: Option<String>,
+    /// Vector store location; default `<data>/vectors`.
+    pub vector_uri: Option<String>,
+    /// Model folder; default `<data>/models`.
+    pub models_dir: Option<PathBuf>,
+    /// Plugins installed at start; default `<data>/plugins`.
+    pub plugins_dir: Option<PathBuf>,
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: usize,
+    /// Log filter, e.g. `info` or `medmemory=debug`.
+    pub log: String,
+    /// Fuel budget of one plugin call.
+    pub plugin_fuel: u64,
+    /// Memory cap of one plugin instance, in bytes.
+    pub plugin_memory_bytes: usize,
+    /// Wall-clock deadline of one plugin call, in milliseconds.
+    pub plugin_deadline_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            vector_uri: None,
+            models_dir: None,
+            plugins_dir: None,
+            max_upload_bytes: 25 * 1024 * 1024,
+            log: "info".into(),
+            plugin_fuel: 2_000_000_000,
+            plugin_memory_bytes: 256 * 1024 * 1024,
+            plugin_deadline_ms: 10_000,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads settings from `medmemory.toml` (if present) and the environment.
+    pub fn load() -> Result<Settings, Box<figment::Error>> {
+        Self::load_from(Path::new("medmemory.toml"))
+    }
+
+    /// Loads settings from the given file (if present) and the environment.
+    pub fn load_from(file: &Path) -> Result<Settings, Box<figment::Error>> {
+        Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("MEDMEMORY_"))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    /// The relational database URL.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join("medmemory.db").display())
+        })
+    }
+
+    /// The vector store location.
+    pub fn vector_uri(&self) -> String {
+        self.vector_uri
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("vectors").display().to_string())
+    }
+
+    /// The model folder.
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir.clone().unwrap_or_else(|| self.data_dir.join("models"))
+    }
+
+    /// The folder of plugins installed at start.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.plugins_dir.clone().unwrap_or_else(|| self.data_dir.join("plugins"))
+    }
+
+    /// The content-addressed blob folder.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.data_dir.join("blobs")
+    }
+
+    /// The host-owned cache of compiled plugins.
+    pub fn plugin_cache_dir(&self) -> PathBuf {
+        self.data_dir.join("cache").join("plugins")
+    }
+}

@@ -1,0 +1,149 @@
+//! Documents a clinic uploaded for a patient. The bytes live in the blob store,
+//! addressed by their SHA-256; this table holds what we know about them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::AssertSqlSafe;
+use uuid::Uuid;
+
+use super::jobs::Job;
+use super::{Db, WritePool, new_id, now};
+use crate::on_pool;
+
+/// A document as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Document {
+    /// The document's id.
+    pub id: Uuid,
+    /// The clinic it belongs to.
+    pub clinic_id: Uuid,
+    /// The patient it is about.
+    pub patient_id: Uuid,
+    /// The media type sniffed from the bytes.
+    pub media_type: String,
+    /// The media type the client declared, kept for diagnosis only.
+    pub declared_media_type: Option<String>,
+    /// Size in bytes.
+    pub size_bytes: i64,
+    /// SHA-256 of the bytes, hex.
+    pub sha256: String,
+    /// When it was uploaded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What an upload tells us about a new document.
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    /// Sniffed media type.
+    pub media_type: String,
+    /// Declared media type.
+    pub declared_media_type: Option<String>,
+    /// Size in bytes.
+    pub size_bytes: i64,
+    /// SHA-256, hex.
+    pub sha256: String,
+}
+
+const COLUMNS: &str =
+    "id, clinic_id, patient_id, media_type, declared_media_type, size_bytes, sha256, created_at";
+
+impl Db {
+    /// Records a document and queues its ingestion job, in one transaction.
+    pub async fn create_document(
+        &self,
+        clinic: Uuid,
+        patient: Uuid,
+        new: &NewDocument,
+    ) -> sqlx::Result<(Document, Job)> {
+        let at = now();
+        let document = Document {
+            id: new_id(),
+            clinic_id: clinic,
+            patient_id: patient,
+            media_type: new.media_type.clone(),
+            declared_media_type: new.declared_media_type.clone(),
+            size_bytes: new.size_bytes,
+            sha256: new.sha256.clone(),
+            created_at: at,
+        };
+        let job = Job::queued(clinic, document.id, at);
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "INSERT INTO documents
+                 (id, clinic_id, patient_id, media_type, declared_media_type, size_bytes, sha256, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(document.id)
+            .bind(document.clinic_id)
+            .bind(document.patient_id)
+            .bind(&document.media_type)
+            .bind(&document.declared_media_type)
+            .bind(document.size_bytes)
+            .bind(&document.sha256)
+            .bind(document.created_at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO jobs (id, clinic_id, document_id, status, attempts, progress, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 0, 0, $5, $5)",
+            )
+            .bind(job.id)
+            .bind(job.clinic_id)
+            .bind(job.document_id)
+            .bind(&job.status)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok((document, job))
+    }
+
+    /// One document of a patient.
+    pub async fn document(
+        &self,
+        clinic: Uuid,
+        patient: Uuid,
+        id: Uuid,
+    ) -> sqlx::Result<Option<Document>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM documents WHERE clinic_id = $1 AND patient_id = $2 AND id = $3"
+        );
+        on_pool!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(clinic).bind(patient).bind(id).fetch_optional(pool).await
+        })
+    }
+
+    /// A document by id within a clinic, for the ingestion worker.
+    pub async fn document_in_clinic(&self, clinic: Uuid, id: Uuid) -> sqlx::Result<Option<Document>> {
+        let sql = format!("SELECT {COLUMNS} FROM documents WHERE clinic_id = $1 AND id = $2");
+        on_pool!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(clinic).bind(id).fetch_optional(pool).await
+        })
+    }
+
+    /// A patient's documents, newest id last, after the cursor.
+    pub async fn documents(
+        &self,
+        clinic: Uuid,
+        patient: Uuid,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> sqlx::Result<Vec<Document>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM documents
+             WHERE clinic_id = $1 AND patient_id = $2 AND ($3 IS NULL OR id > $3)
+             ORDER BY id LIMIT $4"
+        );
+        on_pool!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(clinic)
+                .bind(patient)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+        })
+    }
+}

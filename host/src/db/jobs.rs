@@ -1,0 +1,187 @@
+//! Ingestion jobs: a durable state machine per document,
+//! `queued -> running -> succeeded | failed`.
+//!
+//! A job's chunks are written in the same transaction that marks it
+//! `succeeded`, so a document is either fully searchable or not at all. Jobs
+//! left `running` by a crash are put back in the queue at start.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::AssertSqlSafe;
+use uuid::Uuid;
+
+use super::chunks::Chunk;
+use super::{Db, WritePool, new_id, now};
+use crate::on_pool;
+
+/// An ingestion job.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Job {
+    /// The job's id.
+    pub id: Uuid,
+    /// The clinic it runs for.
+    pub clinic_id: Uuid,
+    /// The document it ingests.
+    pub document_id: Uuid,
+    /// queued, running, succeeded or failed.
+    pub status: String,
+    /// How many times a worker has started it.
+    pub attempts: i64,
+    /// Progress from 0 to 1.
+    pub progress: f64,
+    /// A stable error code when failed, e.g. `plugin_fuel_exhausted`.
+    pub error_code: Option<String>,
+    /// A PHI-free explanation when failed.
+    pub error_detail: Option<String>,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Job {
+    /// A new queued job for `document`.
+    pub fn queued(clinic: Uuid, document: Uuid, at: DateTime<Utc>) -> Job {
+        Job {
+            id: new_id(),
+            clinic_id: clinic,
+            document_id: document,
+            status: "queued".into(),
+            attempts: 0,
+            progress: 0.0,
+            error_code: None,
+            error_detail: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, clinic_id, document_id, status, attempts, progress, error_code, error_detail, created_at, updated_at";
+
+impl Db {
+    /// One job of a clinic.
+    pub async fn job(&self, clinic: Uuid, id: Uuid) -> sqlx::Result<Option<Job>> {
+        let sql = format!("SELECT {COLUMNS} FROM jobs WHERE clinic_id = $1 AND id = $2");
+        on_pool!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(clinic).bind(id).fetch_optional(pool).await
+        })
+    }
+
+    /// Takes the oldest queued job and marks it running, or `None` if the queue
+    /// is empty. Safe with several workers and several hosts.
+    pub async fn claim_job(&self) -> sqlx::Result<Option<Job>> {
+        let at = now();
+        match self {
+            Db::Sqlite(pool) => {
+                // BEGIN IMMEDIATE holds the write lock, so select-then-update is atomic.
+                let mut tx = pool.begin_write().await?;
+                let id: Option<Uuid> = sqlx::query_scalar(
+                    "SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1",
+                )
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(id) = id else { return Ok(None) };
+                let sql = format!(
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = $1
+                     WHERE id = $2 RETURNING {COLUMNS}"
+                );
+                let job = sqlx::query_as(AssertSqlSafe(sql)).bind(at).bind(id).fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(Some(job))
+            }
+            Db::Postgres(pool) => {
+                let sql = format!(
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = $1
+                     WHERE id = (SELECT id FROM jobs WHERE status = 'queued'
+                                 ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                     RETURNING {COLUMNS}"
+                );
+                sqlx::query_as(AssertSqlSafe(sql)).bind(at).fetch_optional(pool).await
+            }
+        }
+    }
+
+    /// Records progress of a running job.
+    pub async fn set_job_progress(&self, id: Uuid, progress: f64) -> sqlx::Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE jobs SET progress = $1, updated_at = $2 WHERE id = $3 AND status = 'running'")
+                .bind(progress)
+                .bind(now())
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Stores a job's chunks and marks it succeeded, atomically. Chunks of an
+    /// earlier attempt of the same document are replaced.
+    pub async fn complete_job(&self, job: &Job, chunks: &[Chunk]) -> sqlx::Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query("DELETE FROM chunks WHERE clinic_id = $1 AND document_id = $2")
+                .bind(job.clinic_id)
+                .bind(job.document_id)
+                .execute(&mut *tx)
+                .await?;
+            for chunk in chunks {
+                sqlx::query(
+                    "INSERT INTO chunks
+                     (id, clinic_id, patient_id, document_id, ordinal, section, text, span_start, span_end, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(chunk.id)
+                .bind(chunk.clinic_id)
+                .bind(chunk.patient_id)
+                .bind(chunk.document_id)
+                .bind(chunk.ordinal)
+                .bind(&chunk.section)
+                .bind(&chunk.text)
+                .bind(chunk.span_start)
+                .bind(chunk.span_end)
+                .bind(chunk.created_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query(
+                "UPDATE jobs SET status = 'succeeded', progress = 1, error_code = NULL,
+                 error_detail = NULL, updated_at = $1 WHERE id = $2",
+            )
+            .bind(now())
+            .bind(job.id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Marks a job failed with a stable code and a PHI-free detail.
+    pub async fn fail_job(&self, id: Uuid, code: &str, detail: &str) -> sqlx::Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE jobs SET status = 'failed', error_code = $1, error_detail = $2, updated_at = $3
+                 WHERE id = $4",
+            )
+            .bind(code)
+            .bind(detail)
+            .bind(now())
+            .bind(id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Puts jobs a crashed process left `running` back in the queue.
+    pub async fn requeue_running_jobs(&self) -> sqlx::Result<u64> {
+        on_pool!(self, pool => {
+            let done = sqlx::query("UPDATE jobs SET status = 'queued', updated_at = $1 WHERE status = 'running'")
+                .bind(now())
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
+    }
+}

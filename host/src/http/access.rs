@@ -1,0 +1,113 @@
+//! Authorization and scoping helpers shared by the resource routers.
+//!
+//! A caller with no role in a clinic gets 404 for everything in it, exactly as
+//! if it did not exist; a caller with a role that lacks the permission gets 403.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::error::{Error, Result};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::authz::{Decision, Domain};
+use crate::db::patients::Patient;
+
+/// Checks a permission in a domain.
+pub fn authorize(state: &AppState, who: &Principal, domain: Domain, resource: &str, action: &str) -> Result<()> {
+    match state.authz.check(&who.subject, domain, resource, action) {
+        Decision::Allow => Ok(()),
+        Decision::Deny => Err(Error::forbidden()),
+        Decision::Invisible => Err(Error::not_found("clinic_not_found")),
+    }
+}
+
+/// Parses an id from a path; anything that is not a UUID is simply not found.
+pub fn parse_id(raw: &str, not_found: &'static str) -> Result<Uuid> {
+    raw.parse().map_err(|_| Error::not_found(not_found))
+}
+
+/// Authorizes `action` on `resource` in the clinic named by the path and
+/// returns the clinic id, or 404 if it is invisible or absent.
+pub async fn clinic(state: &AppState, who: &Principal, raw: &str, resource: &str, action: &str) -> Result<Uuid> {
+    let id = parse_id(raw, "clinic_not_found")?;
+    authorize(state, who, Domain::Clinic(id), resource, action)?;
+    if state.db.clinic(id).await?.is_none() {
+        return Err(Error::not_found("clinic_not_found"));
+    }
+    Ok(id)
+}
+
+/// As [`clinic`], then loads the live patient named by the path.
+pub async fn patient(
+    state: &AppState,
+    who: &Principal,
+    clinic_raw: &str,
+    patient_raw: &str,
+    resource: &str,
+    action: &str,
+) -> Result<Patient> {
+    let clinic = clinic(state, who, clinic_raw, resource, action).await?;
+    let id = parse_id(patient_raw, "patient_not_found")?;
+    state
+        .db
+        .patient(clinic, id)
+        .await?
+        .ok_or_else(|| Error::not_found("patient_not_found"))
+}
+
+/// `?limit=&cursor=` of list routes.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct PageQuery {
+    /// Items per page, 1 to 500; default 50.
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A validated page request.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    /// Items to return.
+    pub limit: i64,
+    /// Return items after this id.
+    pub after: Option<Uuid>,
+}
+
+impl PageQuery {
+    /// Validates limit and cursor.
+    pub fn page(&self) -> Result<Page> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(Error::invalid("invalid_limit", "limit must be between 1 and 500"));
+        }
+        let after = match &self.cursor {
+            None => None,
+            Some(c) => Some(
+                Uuid::try_parse(c).map_err(|_| Error::bad_request("invalid_cursor", "the cursor is not one we issued"))?,
+            ),
+        };
+        Ok(Page {
+            limit: i64::from(limit),
+            after,
+        })
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct List<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> List<T> {
+    /// Builds a page from `limit + 1` fetched items.
+    pub fn from_overfetch(mut items: Vec<T>, page: Page, id: impl Fn(&T) -> Uuid) -> List<T> {
+        let more = items.len() as i64 > page.limit;
+        items.truncate(page.limit as usize);
+        let next_cursor = if more { items.last().map(|i| id(i).to_string()) } else { None };
+        List { items, next_cursor }
+    }
+}

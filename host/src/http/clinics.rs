@@ -1,0 +1,77 @@
+//! `/clinics`: the tenants. Creating and listing them is for platform admins.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json as JsonResponse, Router};
+use serde::Deserialize;
+
+use super::access::{self, List, PageQuery};
+use super::error::{Error, Result};
+use super::extract::{Json, Query};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::authz::Domain;
+use crate::db::clinics::Clinic;
+
+/// Clinic routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/clinics", get(list).post(create))
+        .route("/clinics/{clinic}", get(read))
+}
+
+/// A clinic to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewClinic {
+    /// Display name, 1 to 200 characters, unique.
+    pub name: String,
+}
+
+/// Creates a clinic.
+#[utoipa::path(post, path = "/api/v1/clinics", tag = "clinics", request_body = NewClinic,
+    responses((status = 201, body = Clinic), (status = 409, description = "name taken"), (status = 422, description = "invalid name")))]
+pub async fn create(
+    State(state): State<AppState>,
+    who: Principal,
+    Json(body): Json<NewClinic>,
+) -> Result<(StatusCode, JsonResponse<Clinic>)> {
+    access::authorize(&state, &who, Domain::Platform, "clinic", "create")?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(Error::invalid("invalid_clinic_name", "name must be 1 to 200 printable characters"));
+    }
+    match state.db.create_clinic(name).await {
+        Ok(clinic) => {
+            tracing::info!(clinic = %clinic.id, "clinic created");
+            Ok((StatusCode::CREATED, JsonResponse(clinic)))
+        }
+        Err(e) if crate::db::is_unique_violation(&e) => {
+            Err(Error::conflict("clinic_name_taken", "a clinic with this name exists"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Lists clinics.
+#[utoipa::path(get, path = "/api/v1/clinics", tag = "clinics", params(PageQuery), responses((status = 200, body = List<Clinic>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    who: Principal,
+    Query(query): Query<PageQuery>,
+) -> Result<JsonResponse<List<Clinic>>> {
+    access::authorize(&state, &who, Domain::Platform, "clinic", "list")?;
+    let page = query.page()?;
+    let clinics = state.db.clinics(page.after, page.limit + 1).await?;
+    Ok(JsonResponse(List::from_overfetch(clinics, page, |c| c.id)))
+}
+
+/// Reads one clinic.
+#[utoipa::path(get, path = "/api/v1/clinics/{clinic}", tag = "clinics", params(("clinic" = String, Path)),
+    responses((status = 200, body = Clinic), (status = 404, description = "not found or not visible")))]
+pub async fn read(State(state): State<AppState>, who: Principal, Path(clinic): Path<String>) -> Result<JsonResponse<Clinic>> {
+    let id = access::clinic(&state, &who, &clinic, "clinic", "read").await?;
+    let clinic = state.db.clinic(id).await?.ok_or_else(|| Error::not_found("clinic_not_found"))?;
+    Ok(JsonResponse(clinic))
+}

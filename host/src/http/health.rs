@@ -1,0 +1,108 @@
+//! Public operations endpoints: liveness, readiness, metrics.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+
+use crate::app::AppState;
+
+/// Operations routes (public).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+}
+
+/// Liveness: 200 while the process serves.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "The process serves")))]
+pub async fn health() -> &'static str {
+    "ok"
+}
+
+/// The result of one readiness check.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Check {
+    /// database, migrations, vector_store, model or plugins.
+    pub name: &'static str,
+    /// Whether it is usable.
+    pub ok: bool,
+    /// Why not, when it is not (never patient data).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The readiness report.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// Whether every check passed.
+    pub ready: bool,
+    /// Every check, in order.
+    pub checks: Vec<Check>,
+    /// The names of the failed checks.
+    pub failed: Vec<&'static str>,
+}
+
+fn check(name: &'static str, result: Result<(), String>) -> Check {
+    Check {
+        name,
+        ok: result.is_ok(),
+        detail: result.err(),
+    }
+}
+
+/// Readiness: 200 only when the database, migrations, vector store, model and
+/// plugin registry are all usable; otherwise 503 naming what failed.
+#[utoipa::path(get, path = "/ready", tag = "operations", responses(
+    (status = 200, description = "Ready", body = Readiness),
+    (status = 503, description = "Not ready; `failed` names the checks", body = Readiness)))]
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let database = state.db.ping().await.map_err(|e| e.to_string());
+    let migrations = match state.db.migrations_current().await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("pending migrations; run `medmemory migrate`".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    let vectors = state.vectors.ping().await.map_err(|e| e.to_string());
+    let model = match (state.embedder(), state.model_error()) {
+        (Some(_), _) => Ok(()),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err("loading".to_owned()),
+    };
+    let plugins = if state.plugins.list().is_empty() {
+        Err(format!(
+            "no plugin installed; build them with `cargo xtask plugins` into {}",
+            state.settings.plugins_dir().display()
+        ))
+    } else {
+        Ok(())
+    };
+    let checks = vec![
+        check("database", database),
+        check("migrations", migrations),
+        check("vector_store", vectors),
+        check("model", model),
+        check("plugins", plugins),
+    ];
+    let failed: Vec<&'static str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
+    let status = if failed.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = Readiness {
+        ready: failed.is_empty(),
+        checks,
+        failed,
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,9 @@
+//! Rust bindings of `wit/plugin.wit`, generated at compile time.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "parser-plugin",
+});
+
+pub use exports::medmemory::plugin::parser as parser;
+pub use medmemory::plugin::{config, log, types};
