@@ -15,7 +15,7 @@ use crate::ingest::Worker;
 use crate::ingest::blobs::BlobStore;
 use crate::memory::VectorStore;
 use crate::ml::Embedder;
-use crate::plugins::{Limits, PluginHost, Registry};
+use crate::plugins::{PluginHost, Registry};
 
 /// How often each instance checks the database for policy changes made
 /// elsewhere (the CLI, another instance).
@@ -66,14 +66,8 @@ impl App {
         let vectors = VectorStore::open(&settings.vector_uri())
             .await
             .context("opening the vector store")?;
-        let host = PluginHost::new(Limits {
-            fuel: settings.plugin_fuel,
-            memory_bytes: settings.plugin_memory_bytes,
-            deadline: Duration::from_millis(settings.plugin_deadline_ms),
-            max_input_bytes: settings.max_upload_bytes,
-            max_output_bytes: 4 * settings.max_upload_bytes,
-        })
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        let host = PluginHost::new(settings.plugin_limits())
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
         .context("starting the plugin engine")?;
         let plugins = Arc::new(Registry::new(Arc::new(host), settings.plugin_cache_dir()));
         let plugins_dir = settings.plugins_dir();

@@ -98,6 +98,17 @@ impl Settings {
         self.data_dir.join("blobs")
     }
 
+    /// The limits of one plugin call.
+    pub fn plugin_limits(&self) -> crate::plugins::Limits {
+        crate::plugins::Limits {
+            fuel: self.plugin_fuel,
+            memory_bytes: self.plugin_memory_bytes,
+            deadline: std::time::Duration::from_millis(self.plugin_deadline_ms),
+            max_input_bytes: self.max_upload_bytes,
+            max_output_bytes: 4 * self.max_upload_bytes,
+        }
+    }
+
     /// The host-owned cache of compiled plugins.
     pub fn plugin_cache_dir(&self) -> PathBuf {
         self.data_dir.join("cache").join("plugins")

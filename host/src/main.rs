@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use medmemory::app::{App, AppState};
 use medmemory::config::Settings;
 use medmemory::db::Db;
-use medmemory::plugins::{Limits, PluginHost, Registry};
+use medmemory::plugins::{PluginHost, Registry};
 
 #[derive(Parser)]
 #[command(name = "medmemory", version, about = "A searchable, explainable memory of each patient.")]
@@ -170,14 +170,7 @@ async fn create_token(settings: Settings, args: TokenArgs) -> anyhow::Result<()>
 }
 
 fn offline_registry(settings: &Settings) -> anyhow::Result<Registry> {
-    let host = PluginHost::new(Limits {
-        fuel: settings.plugin_fuel,
-        memory_bytes: settings.plugin_memory_bytes,
-        deadline: std::time::Duration::from_millis(settings.plugin_deadline_ms),
-        max_input_bytes: settings.max_upload_bytes,
-        max_output_bytes: 4 * settings.max_upload_bytes,
-    })
-    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let host = PluginHost::new(settings.plugin_limits()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     Ok(Registry::new(Arc::new(host), settings.plugin_cache_dir()))
 }
 

@@ -57,6 +57,7 @@ pub async fn patient(
 
 /// `?limit=&cursor=` of list routes.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Items per page, 1 to 500; default 50.
     pub limit: Option<u32>,

@@ -14,12 +14,14 @@ pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
     /// A short summary of the problem type.
+    #[schema(value_type = String)]
     pub title: &'static str,
     /// The HTTP status.
     pub status: u16,
     /// What went wrong with this request, without patient data.
     pub detail: String,
     /// The stable machine-readable code, e.g. `patient_not_found`.
+    #[schema(value_type = String)]
     pub code: &'static str,
     /// The request id, as in the `x-request-id` header.
     #[serde(skip_serializing_if = "Option::is_none")]

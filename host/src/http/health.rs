@@ -27,6 +27,7 @@ pub async fn health() -> &'static str {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Check {
     /// database, migrations, vector_store, model or plugins.
+    #[schema(value_type = String)]
     pub name: &'static str,
     /// Whether it is usable.
     pub ok: bool,
@@ -43,6 +44,7 @@ pub struct Readiness {
     /// Every check, in order.
     pub checks: Vec<Check>,
     /// The names of the failed checks.
+    #[schema(value_type = Vec<String>)]
     pub failed: Vec<&'static str>,
 }
 

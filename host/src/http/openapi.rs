@@ -6,7 +6,7 @@ use axum::routing::get;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{access, clinics, documents, error, health, jobs, patients, search, tokens};
+use super::{clinics, documents, error, health, jobs, patients, search, tokens};
 use crate::app::AppState;
 
 /// The MedMemory REST API.
@@ -20,7 +20,7 @@ use crate::app::AppState;
         documents::upload, documents::list, documents::read, documents::content,
         jobs::read, search::search, tokens::create,
     ),
-    components(schemas(error::Problem, access::List<crate::db::patients::Patient>)),
+    components(schemas(error::Problem)),
     modifiers(&Bearer),
     security(("bearer" = [])),
 )]

@@ -171,6 +171,7 @@ pub async fn create(
 
 /// Filters of the patient list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PatientQuery {
     /// Prefix of the family name, given name or MRN.
     pub q: Option<String>,

@@ -62,8 +62,10 @@ pub struct Hit {
     pub document_id: Uuid,
     /// The section heading, if any.
     pub section: Option<String>,
-    /// The byte span in the document.
-    pub span: [i64; 2],
+    /// First byte of the source span in the document.
+    pub span_start: i64,
+    /// End of the source span (exclusive).
+    pub span_end: i64,
 }
 
 /// Search results, best first.
@@ -129,7 +131,8 @@ pub async fn search(
                 score: hit.score,
                 document_id: chunk.document_id,
                 section: chunk.section,
-                span: [chunk.span_start, chunk.span_end],
+                span_start: chunk.span_start,
+                span_end: chunk.span_end,
             })
         })
         .collect();

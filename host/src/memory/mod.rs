@@ -120,7 +120,8 @@ impl VectorStore {
         rows: &[VectorRow],
     ) -> Result<(), VectorError> {
         let table = self.table(clinic).await?;
-        table.delete(format!("document_id = '{document}'")).await?;
+        // `document` is a typed UUID: its text form has no quotes to escape.
+        table.delete(&format!("document_id = '{document}'")).await?;
         if rows.is_empty() {
             return Ok(());
         }

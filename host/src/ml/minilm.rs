@@ -36,7 +36,7 @@ impl LayerNorm {
         let mean = x.clone().mean_dim(1);
         let centered = x - mean;
         let var = centered.clone().square().mean_dim(1);
-        centered / (var + LAYER_NORM_EPS).sqrt() * self.gamma.clone() + self.beta.clone()
+        centered / var.add_scalar(LAYER_NORM_EPS).sqrt() * self.gamma.clone() + self.beta.clone()
     }
 }
 
@@ -145,7 +145,7 @@ impl MiniLm {
 
     /// Encodes a batch of token id sequences (each with [CLS] ... [SEP]) into
     /// unit vectors.
-    pub fn forward(&self, batch: &[Vec<u32>]) -> Vec<Vec<f32>> {
+    pub fn forward(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
         let rows = batch.len();
         let len = batch.iter().map(Vec::len).max().unwrap_or(0).max(1);
         let mut ids = Vec::with_capacity(rows * len);
@@ -167,7 +167,7 @@ impl MiniLm {
         let mut x = self.embedding_norm.forward(x);
 
         // Padded keys get a large negative score so softmax ignores them.
-        let key_bias = (mask.clone() - 1.0).mul_scalar(1e9).reshape([rows, 1, 1, len]);
+        let key_bias = mask.clone().sub_scalar(1.0).mul_scalar(1e9).reshape([rows, 1, 1, len]);
         for layer in &self.layers {
             x = layer.forward(x, key_bias.clone(), rows, len);
         }
@@ -179,8 +179,11 @@ impl MiniLm {
         let pooled: Tensor<2> = (summed / counts).reshape([rows, DIM]);
         let norms = pooled.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
         let unit = pooled / norms;
-        let values: Vec<f32> = unit.into_data().into_vec().unwrap_or_default();
-        values.chunks_exact(DIM).map(<[f32]>::to_vec).collect()
+        let values: Vec<f32> = unit
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| ModelError::Weights(format!("reading the output: {e:?}")))?;
+        Ok(values.chunks_exact(DIM).map(<[f32]>::to_vec).collect())
     }
 }
 

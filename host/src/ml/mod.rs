@@ -84,7 +84,10 @@ impl Embedder {
                 .encode_batch(batch.to_vec(), true)
                 .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
             let ids: Vec<Vec<u32>> = encodings.iter().map(|e| e.get_ids().to_vec()).collect();
-            out.extend(self.model.forward(&ids));
+            out.extend(self.model.forward(&ids)?);
+        }
+        if out.len() != texts.len() {
+            return Err(ModelError::Weights(format!("{} vectors for {} texts", out.len(), texts.len())));
         }
         Ok(out)
     }

@@ -201,7 +201,6 @@ impl PluginHost {
             .consume_fuel(true)
             .epoch_interruption(true)
             .concurrency_support(false)
-            .wasm_component_model_async(false)
             .max_wasm_stack(1024 * 1024);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(256)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use medmemory::plugins::{Limits, PluginHost, Registry};
 use medmemory_tests::{in_ci, plugins_dir};
 
-fn registry(cache: &std::path::Path) -> Registry {
+fn new_registry(cache: &std::path::Path) -> Registry {
     let host = PluginHost::new(Limits {
         fuel: 1_000_000_000,
         memory_bytes: 64 * 1024 * 1024,
@@ -33,7 +33,7 @@ fn text_plugin() -> Option<Vec<u8>> {
 fn text_plugin_parses_sections_with_spans() {
     let Some(bytes) = text_plugin() else { return };
     let cache = tempfile::tempdir().unwrap();
-    let registry = registry(cache.path());
+    let registry = new_registry(cache.path());
     let plugin = registry.install(&bytes).expect("install");
     assert_eq!(plugin.info.name, "text");
     assert_eq!(plugin.info.id.len(), 64);
@@ -58,14 +58,14 @@ fn text_plugin_parses_sections_with_spans() {
     // Compiled once: a second registry over the same cache loads, not compiles.
     let cached: Vec<_> = std::fs::read_dir(cache.path()).unwrap().collect();
     assert_eq!(cached.len(), 1);
-    let again = registry(cache.path()).install(&bytes).expect("install from cache");
+    let again = new_registry(cache.path()).install(&bytes).expect("install from cache");
     assert_eq!(again.info.id, plugin.info.id);
 }
 
 #[test]
 fn non_components_are_refused() {
     let cache = tempfile::tempdir().unwrap();
-    let registry = registry(cache.path());
+    let registry = new_registry(cache.path());
     let core_module = b"\0asm\x01\x00\x00\x00";
     assert_eq!(registry.install(core_module).err().map(|e| e.code()), Some("plugin_not_a_component"));
     assert_eq!(registry.install(b"hello").err().map(|e| e.code()), Some("plugin_not_a_component"));
