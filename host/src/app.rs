@@ -60,7 +60,9 @@ impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<Arc<App>> {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data folder {}", settings.data_dir.display()))?;
-        let db = Db::connect(&settings.database_url()).await.context("connecting to the database")?;
+        let db = Db::connect(&settings.database_url())
+            .await
+            .context("connecting to the database")?;
         db.migrate().await.context("applying migrations")?;
         let authz = Authz::load(db.clone()).await.context("loading policies")?;
         let vectors = VectorStore::open(&settings.vector_uri())
@@ -68,7 +70,7 @@ impl App {
             .context("opening the vector store")?;
         let host = PluginHost::new(settings.plugin_limits())
             .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .context("starting the plugin engine")?;
+            .context("starting the plugin engine")?;
         let plugins = Arc::new(Registry::new(Arc::new(host), settings.plugin_cache_dir()));
         let plugins_dir = settings.plugins_dir();
         let count = {
@@ -97,7 +99,10 @@ impl App {
 
     /// Why the model is not loaded, if it failed.
     pub fn model_error(&self) -> Option<String> {
-        self.model_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.model_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Loads the embedding model off the async runtime.
@@ -124,7 +129,9 @@ impl App {
         tokio::spawn(async move {
             app.load_model().await;
             match app.db.requeue_running_jobs().await {
-                Ok(n) if n > 0 => tracing::warn!(jobs = n, "requeued jobs interrupted by a restart"),
+                Ok(n) if n > 0 => {
+                    tracing::warn!(jobs = n, "requeued jobs interrupted by a restart")
+                }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "could not requeue interrupted jobs"),
             }
@@ -135,7 +142,9 @@ impl App {
             let mut seen = app.db.policy_fingerprint().await.ok();
             loop {
                 tokio::time::sleep(POLICY_POLL).await;
-                let Ok(now) = app.db.policy_fingerprint().await else { continue };
+                let Ok(now) = app.db.policy_fingerprint().await else {
+                    continue;
+                };
                 if seen.as_ref() != Some(&now) {
                     match app.authz.reload().await {
                         Ok(()) => seen = Some(now),
@@ -152,7 +161,8 @@ impl App {
         if !self.db.has_no_credentials().await? {
             return Ok(None);
         }
-        let (_, secret) = crate::auth::tokens::issue(&self.db, "bootstrap", None, "platform-admin").await?;
+        let (_, secret) =
+            crate::auth::tokens::issue(&self.db, "bootstrap", None, "platform-admin").await?;
         self.authz.reload().await?;
         Ok(Some(secret))
     }

@@ -71,9 +71,9 @@ impl Settings {
 
     /// The relational database URL.
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("medmemory.db").display())
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("medmemory.db").display()))
     }
 
     /// The vector store location.
@@ -85,12 +85,16 @@ impl Settings {
 
     /// The model folder.
     pub fn models_dir(&self) -> PathBuf {
-        self.models_dir.clone().unwrap_or_else(|| self.data_dir.join("models"))
+        self.models_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("models"))
     }
 
     /// The folder of plugins installed at start.
     pub fn plugins_dir(&self) -> PathBuf {
-        self.plugins_dir.clone().unwrap_or_else(|| self.data_dir.join("plugins"))
+        self.plugins_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("plugins"))
     }
 
     /// The content-addressed blob folder.

@@ -12,7 +12,11 @@ use medmemory::db::Db;
 use medmemory::plugins::{PluginHost, Registry};
 
 #[derive(Parser)]
-#[command(name = "medmemory", version, about = "A searchable, explainable memory of each patient.")]
+#[command(
+    name = "medmemory",
+    version,
+    about = "A searchable, explainable memory of each patient."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,7 +79,10 @@ fn main() -> ExitCode {
         }
     };
     medmemory::telemetry::init_logs(&settings.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("medmemory: cannot start the runtime: {e}");
@@ -126,7 +133,8 @@ async fn shutdown() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };
@@ -177,12 +185,20 @@ fn offline_registry(settings: &Settings) -> anyhow::Result<Registry> {
 fn install_plugin(settings: Settings, file: PathBuf) -> anyhow::Result<()> {
     let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
     let registry = offline_registry(&settings)?;
-    let plugin = registry.install(&bytes).map_err(|e| anyhow::anyhow!("{} ({})", e, e.code()))?;
+    let plugin = registry
+        .install(&bytes)
+        .map_err(|e| anyhow::anyhow!("{} ({})", e, e.code()))?;
     let dir = settings.plugins_dir();
     std::fs::create_dir_all(&dir)?;
     let target = dir.join(format!("{}.wasm", plugin.info.name));
     std::fs::write(&target, &bytes)?;
-    println!("{} {} {} -> {}", plugin.info.name, plugin.info.version, plugin.info.id, target.display());
+    println!(
+        "{} {} {} -> {}",
+        plugin.info.name,
+        plugin.info.version,
+        plugin.info.id,
+        target.display()
+    );
     Ok(())
 }
 
@@ -191,7 +207,14 @@ fn list_plugins(settings: Settings) -> anyhow::Result<()> {
     registry.install_dir(&settings.plugins_dir())?;
     for plugin in registry.list() {
         let info = &plugin.info;
-        println!("{}\t{}\t{}\t{}\t{}", info.name, info.version, info.kind, info.media_types.join(","), info.id);
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            info.name,
+            info.version,
+            info.kind,
+            info.media_types.join(","),
+            info.id
+        );
     }
     Ok(())
 }

@@ -24,12 +24,14 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// Where `cargo xtask models` put the model.
 pub fn models_dir() -> PathBuf {
-    std::env::var_os("MEDMEMORY_TEST_MODELS_DIR").map_or_else(|| repo_root().join("data/models"), PathBuf::from)
+    std::env::var_os("MEDMEMORY_TEST_MODELS_DIR")
+        .map_or_else(|| repo_root().join("data/models"), PathBuf::from)
 }
 
 /// Where `cargo xtask plugins` put the components.
 pub fn plugins_dir() -> PathBuf {
-    std::env::var_os("MEDMEMORY_TEST_PLUGINS_DIR").map_or_else(|| repo_root().join("data/plugins"), PathBuf::from)
+    std::env::var_os("MEDMEMORY_TEST_PLUGINS_DIR")
+        .map_or_else(|| repo_root().join("data/plugins"), PathBuf::from)
 }
 
 /// Whether this run is CI, where nothing may be skipped.
@@ -44,7 +46,10 @@ pub fn binary() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/medmemory
-    let profile_dir = exe.parent().and_then(|p| p.parent()).expect("target profile folder");
+    let profile_dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target profile folder");
     let bin = profile_dir.join("medmemory");
     assert!(
         bin.exists(),
@@ -129,10 +134,15 @@ impl TestServer {
                 sink.lock().unwrap().push(line);
             }
         });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("server did not start; logs:\n{}", logs.lock().unwrap().join("\n"))
-        });
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "server did not start; logs:\n{}",
+                    logs.lock().unwrap().join("\n")
+                )
+            });
         let admin = token_rx
             .recv_timeout(Duration::from_secs(5))
             .expect("bootstrap token on stdout");
@@ -162,7 +172,10 @@ impl TestServer {
                     Ok(r) => r.text().await.unwrap_or_default(),
                     Err(e) => e.to_string(),
                 };
-                panic!("server not ready: {body}\nlogs:\n{}", self.logs().join("\n"));
+                panic!(
+                    "server not ready: {body}\nlogs:\n{}",
+                    self.logs().join("\n")
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -184,7 +197,13 @@ impl TestServer {
     }
 
     /// Sends a request with a bearer token and returns status and JSON body.
-    pub async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut request = self.http.request(method, self.api(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -195,20 +214,34 @@ impl TestServer {
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Creates a clinic as the platform admin; returns its id.
     pub async fn create_clinic(&self, name: &str) -> String {
         let (status, body) = self
-            .call(reqwest::Method::POST, "/clinics", Some(&self.admin), Some(json!({ "name": name })))
+            .call(
+                reqwest::Method::POST,
+                "/clinics",
+                Some(&self.admin),
+                Some(json!({ "name": name })),
+            )
             .await;
         assert_eq!(status, 201, "{body}");
         body["id"].as_str().expect("clinic id").to_owned()
     }
 
     /// Creates a patient as `token`; returns its id.
-    pub async fn create_patient(&self, token: &str, clinic: &str, given: &str, family: &str) -> String {
+    pub async fn create_patient(
+        &self,
+        token: &str,
+        clinic: &str,
+        given: &str,
+        family: &str,
+    ) -> String {
         let (status, body) = self
             .call(
                 reqwest::Method::POST,
@@ -236,7 +269,14 @@ impl TestServer {
     }
 
     /// Uploads raw bytes; returns status and body.
-    pub async fn upload(&self, token: &str, clinic: &str, patient: &str, content_type: &str, bytes: Vec<u8>) -> (u16, Value) {
+    pub async fn upload(
+        &self,
+        token: &str,
+        clinic: &str,
+        patient: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> (u16, Value) {
         let response = self
             .http
             .post(self.api(&format!("/clinics/{clinic}/patients/{patient}/documents")))
@@ -255,7 +295,12 @@ impl TestServer {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let (status, body) = self
-                .call(reqwest::Method::GET, &format!("/clinics/{clinic}/jobs/{job}"), Some(token), None)
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/clinics/{clinic}/jobs/{job}"),
+                    Some(token),
+                    None,
+                )
                 .await;
             assert_eq!(status, 200, "{body}");
             if body["status"] == "succeeded" || body["status"] == "failed" {
@@ -267,16 +312,38 @@ impl TestServer {
     }
 
     /// Uploads text and waits for its job to succeed; returns the document id.
-    pub async fn ingest_text(&self, token: &str, clinic: &str, patient: &str, text: &str) -> String {
-        let (status, body) = self.upload(token, clinic, patient, "text/plain", text.as_bytes().to_vec()).await;
+    pub async fn ingest_text(
+        &self,
+        token: &str,
+        clinic: &str,
+        patient: &str,
+        text: &str,
+    ) -> String {
+        let (status, body) = self
+            .upload(
+                token,
+                clinic,
+                patient,
+                "text/plain",
+                text.as_bytes().to_vec(),
+            )
+            .await;
         assert_eq!(status, 202, "{body}");
-        let job = self.wait_job(token, clinic, body["job"]["id"].as_str().unwrap()).await;
+        let job = self
+            .wait_job(token, clinic, body["job"]["id"].as_str().unwrap())
+            .await;
         assert_eq!(job["status"], "succeeded", "{job}");
         body["document"]["id"].as_str().unwrap().to_owned()
     }
 
     /// Searches a patient's memory; returns the hits.
-    pub async fn search(&self, token: &str, clinic: &str, patient: &str, query: &str) -> Vec<Value> {
+    pub async fn search(
+        &self,
+        token: &str,
+        clinic: &str,
+        patient: &str,
+        query: &str,
+    ) -> Vec<Value> {
         let (status, body) = self
             .call(
                 reqwest::Method::POST,
@@ -342,9 +409,12 @@ impl PgDatabase {
     pub async fn drop_db(self) {
         use sqlx::Connection;
         if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
-                .execute(&mut conn)
-                .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut conn)
+            .await;
         }
     }
 }

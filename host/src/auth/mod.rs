@@ -35,17 +35,23 @@ pub enum Credential {
 
 /// The bearer value of the `Authorization` header, if well formed.
 fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| Error::unauthenticated("missing_credentials", "send Authorization: Bearer <token>"))?;
-    let value = value
-        .to_str()
-        .map_err(|_| Error::unauthenticated("invalid_credentials", "the Authorization header is not text"))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or_else(|| Error::unauthenticated("invalid_credentials", "expected the Bearer scheme"))?;
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        Error::unauthenticated("missing_credentials", "send Authorization: Bearer <token>")
+    })?;
+    let value = value.to_str().map_err(|_| {
+        Error::unauthenticated(
+            "invalid_credentials",
+            "the Authorization header is not text",
+        )
+    })?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+        Error::unauthenticated("invalid_credentials", "expected the Bearer scheme")
+    })?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(Error::unauthenticated("invalid_credentials", "expected the Bearer scheme"));
+        return Err(Error::unauthenticated(
+            "invalid_credentials",
+            "expected the Bearer scheme",
+        ));
     }
     Ok(token.trim())
 }
@@ -53,12 +59,18 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
 impl FromRequestParts<AppState> for Principal {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let secret = bearer(&parts.headers)?;
         if tokens::looks_like_api_token(secret) {
             return tokens::authenticate(&state.db, secret).await;
         }
         // OIDC access tokens slot in here once an issuer is configured.
-        Err(Error::unauthenticated("invalid_token", "the bearer token is not recognised"))
+        Err(Error::unauthenticated(
+            "invalid_token",
+            "the bearer token is not recognised",
+        ))
     }
 }

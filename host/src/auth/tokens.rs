@@ -41,16 +41,17 @@ pub async fn issue(
     role: &str,
 ) -> sqlx::Result<(ApiToken, String)> {
     let secret = generate();
-    let token = db.create_token(name, clinic, role, &hash(&secret), None).await?;
+    let token = db
+        .create_token(name, clinic, role, &hash(&secret), None)
+        .await?;
     Ok((token, secret))
 }
 
 /// Resolves a presented secret to a principal.
 pub async fn authenticate(db: &Db, secret: &str) -> Result<Principal, Error> {
-    let token = db
-        .token_by_hash(&hash(secret))
-        .await?
-        .ok_or_else(|| Error::unauthenticated("invalid_token", "the token is unknown, expired or revoked"))?;
+    let token = db.token_by_hash(&hash(secret)).await?.ok_or_else(|| {
+        Error::unauthenticated("invalid_token", "the token is unknown, expired or revoked")
+    })?;
     if let Err(e) = db.touch_token(token.id).await {
         tracing::warn!(error = %e, "could not record token use");
     }

@@ -58,7 +58,11 @@ impl Adapter for SqlAdapter {
         Ok(())
     }
 
-    async fn load_filtered_policy<'a>(&mut self, m: &mut dyn Model, _f: Filter<'a>) -> casbin::Result<()> {
+    async fn load_filtered_policy<'a>(
+        &mut self,
+        m: &mut dyn Model,
+        _f: Filter<'a>,
+    ) -> casbin::Result<()> {
         // The whole policy is small (role templates + assignments); load it all.
         self.load_policy(m).await
     }
@@ -74,16 +78,28 @@ impl Adapter for SqlAdapter {
             .iter()
             .filter_map(|r| to_assignment(r))
             .collect();
-        self.db.add_permissions(&permissions).await.map_err(adapter_error)?;
-        self.db.add_assignments(&assignments).await.map_err(adapter_error)?;
+        self.db
+            .add_permissions(&permissions)
+            .await
+            .map_err(adapter_error)?;
+        self.db
+            .add_assignments(&assignments)
+            .await
+            .map_err(adapter_error)?;
         Ok(())
     }
 
     async fn clear_policy(&mut self) -> casbin::Result<()> {
         let permissions = self.db.permissions().await.map_err(adapter_error)?;
         let assignments = self.db.assignments().await.map_err(adapter_error)?;
-        self.db.remove_permissions(&permissions).await.map_err(adapter_error)?;
-        self.db.remove_assignments(&assignments).await.map_err(adapter_error)?;
+        self.db
+            .remove_permissions(&permissions)
+            .await
+            .map_err(adapter_error)?;
+        self.db
+            .remove_assignments(&assignments)
+            .await
+            .map_err(adapter_error)?;
         Ok(())
     }
 
@@ -91,11 +107,21 @@ impl Adapter for SqlAdapter {
         false
     }
 
-    async fn add_policy(&mut self, sec: &str, ptype: &str, rule: Vec<String>) -> casbin::Result<bool> {
+    async fn add_policy(
+        &mut self,
+        sec: &str,
+        ptype: &str,
+        rule: Vec<String>,
+    ) -> casbin::Result<bool> {
         self.add_policies(sec, ptype, vec![rule]).await
     }
 
-    async fn add_policies(&mut self, sec: &str, _ptype: &str, rules: Vec<Vec<String>>) -> casbin::Result<bool> {
+    async fn add_policies(
+        &mut self,
+        sec: &str,
+        _ptype: &str,
+        rules: Vec<Vec<String>>,
+    ) -> casbin::Result<bool> {
         let added = if sec == "p" {
             let rows: Vec<Permission> = rules.iter().filter_map(|r| to_permission(r)).collect();
             self.db.add_permissions(&rows).await
@@ -106,11 +132,21 @@ impl Adapter for SqlAdapter {
         Ok(added.map_err(adapter_error)? > 0)
     }
 
-    async fn remove_policy(&mut self, sec: &str, ptype: &str, rule: Vec<String>) -> casbin::Result<bool> {
+    async fn remove_policy(
+        &mut self,
+        sec: &str,
+        ptype: &str,
+        rule: Vec<String>,
+    ) -> casbin::Result<bool> {
         self.remove_policies(sec, ptype, vec![rule]).await
     }
 
-    async fn remove_policies(&mut self, sec: &str, _ptype: &str, rules: Vec<Vec<String>>) -> casbin::Result<bool> {
+    async fn remove_policies(
+        &mut self,
+        sec: &str,
+        _ptype: &str,
+        rules: Vec<Vec<String>>,
+    ) -> casbin::Result<bool> {
         let removed = if sec == "p" {
             let rows: Vec<Permission> = rules.iter().filter_map(|r| to_permission(r)).collect();
             self.db.remove_permissions(&rows).await
@@ -136,10 +172,16 @@ impl Adapter for SqlAdapter {
         };
         let rules: Vec<Vec<String>> = if sec == "p" {
             let all = self.db.permissions().await.map_err(adapter_error)?;
-            all.into_iter().map(|p| vec![p.role, p.resource, p.action]).filter(|r| matches(r)).collect()
+            all.into_iter()
+                .map(|p| vec![p.role, p.resource, p.action])
+                .filter(|r| matches(r))
+                .collect()
         } else {
             let all = self.db.assignments().await.map_err(adapter_error)?;
-            all.into_iter().map(|g| vec![g.subject, g.role, g.domain]).filter(|r| matches(r)).collect()
+            all.into_iter()
+                .map(|g| vec![g.subject, g.role, g.domain])
+                .filter(|r| matches(r))
+                .collect()
         };
         self.remove_policies(sec, ptype, rules).await
     }

@@ -95,7 +95,11 @@ impl Authz {
 
     /// Checks whether `subject` may do `action` on `resource` in `domain`.
     pub fn check(&self, subject: &str, domain: Domain, resource: &str, action: &str) -> Decision {
-        let enforcer = self.enforcer.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let enforcer = self
+            .enforcer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let dom = domain.as_casbin();
         let allowed = |obj: &str, act: &str| {
             enforcer
@@ -156,7 +160,9 @@ mod tests {
         let templates = role_templates().expect("roles.csv parses");
         for role in BUILTIN_ROLES {
             assert!(
-                templates.iter().any(|p| p.role == role && p.resource == "clinic"),
+                templates
+                    .iter()
+                    .any(|p| p.role == role && p.resource == "clinic"),
                 "{role} has no clinic permission"
             );
         }

@@ -116,7 +116,11 @@ impl Db {
     }
 
     /// A document by id within a clinic, for the ingestion worker.
-    pub async fn document_in_clinic(&self, clinic: Uuid, id: Uuid) -> sqlx::Result<Option<Document>> {
+    pub async fn document_in_clinic(
+        &self,
+        clinic: Uuid,
+        id: Uuid,
+    ) -> sqlx::Result<Option<Document>> {
         let sql = format!("SELECT {COLUMNS} FROM documents WHERE clinic_id = $1 AND id = $2");
         on_pool!(self, pool => {
             sqlx::query_as(AssertSqlSafe(sql)).bind(clinic).bind(id).fetch_optional(pool).await

@@ -86,7 +86,11 @@ impl Db {
                     "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = $1
                      WHERE id = $2 RETURNING {COLUMNS}"
                 );
-                let job = sqlx::query_as(AssertSqlSafe(sql)).bind(at).bind(id).fetch_one(&mut *tx).await?;
+                let job = sqlx::query_as(AssertSqlSafe(sql))
+                    .bind(at)
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(Some(job))
             }
@@ -97,7 +101,10 @@ impl Db {
                                  ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
                      RETURNING {COLUMNS}"
                 );
-                sqlx::query_as(AssertSqlSafe(sql)).bind(at).fetch_optional(pool).await
+                sqlx::query_as(AssertSqlSafe(sql))
+                    .bind(at)
+                    .fetch_optional(pool)
+                    .await
             }
         }
     }

@@ -98,7 +98,9 @@ impl Db {
                 .max_connections(8)
                 .connect_with(options)
                 .await?;
-            let on: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(&pool).await?;
+            let on: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+                .fetch_one(&pool)
+                .await?;
             if on != 1 {
                 return Err(DbError::ForeignKeysOff);
             }
@@ -192,7 +194,8 @@ impl WritePool for PgPool {
 pub fn now() -> chrono::DateTime<chrono::Utc> {
     use chrono::{DurationRound, TimeDelta};
     let now = chrono::Utc::now();
-    now.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(now)
+    now.duration_trunc(TimeDelta::microseconds(1))
+        .unwrap_or(now)
 }
 
 /// A new time-ordered id (UUID v7).

@@ -64,7 +64,11 @@ pub struct PatientFilter {
 
 impl Db {
     /// Creates a patient in `clinic`.
-    pub async fn create_patient(&self, clinic: Uuid, fields: &PatientFields) -> sqlx::Result<Patient> {
+    pub async fn create_patient(
+        &self,
+        clinic: Uuid,
+        fields: &PatientFields,
+    ) -> sqlx::Result<Patient> {
         let at = now();
         let patient = Patient {
             id: new_id(),
@@ -127,7 +131,10 @@ impl Db {
                AND ($4 IS NULL OR id > $4)
              ORDER BY id LIMIT $5"
         );
-        let prefix = filter.q.as_ref().map(|q| format!("{}%", escape_like(&q.to_lowercase())));
+        let prefix = filter
+            .q
+            .as_ref()
+            .map(|q| format!("{}%", escape_like(&q.to_lowercase())));
         on_pool!(self, pool => {
             sqlx::query_as(AssertSqlSafe(sql))
                 .bind(clinic)

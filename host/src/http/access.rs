@@ -13,7 +13,13 @@ use crate::authz::{Decision, Domain};
 use crate::db::patients::Patient;
 
 /// Checks a permission in a domain.
-pub fn authorize(state: &AppState, who: &Principal, domain: Domain, resource: &str, action: &str) -> Result<()> {
+pub fn authorize(
+    state: &AppState,
+    who: &Principal,
+    domain: Domain,
+    resource: &str,
+    action: &str,
+) -> Result<()> {
     match state.authz.check(&who.subject, domain, resource, action) {
         Decision::Allow => Ok(()),
         Decision::Deny => Err(Error::forbidden()),
@@ -28,7 +34,13 @@ pub fn parse_id(raw: &str, not_found: &'static str) -> Result<Uuid> {
 
 /// Authorizes `action` on `resource` in the clinic named by the path and
 /// returns the clinic id, or 404 if it is invisible or absent.
-pub async fn clinic(state: &AppState, who: &Principal, raw: &str, resource: &str, action: &str) -> Result<Uuid> {
+pub async fn clinic(
+    state: &AppState,
+    who: &Principal,
+    raw: &str,
+    resource: &str,
+    action: &str,
+) -> Result<Uuid> {
     let id = parse_id(raw, "clinic_not_found")?;
     authorize(state, who, Domain::Clinic(id), resource, action)?;
     if state.db.clinic(id).await?.is_none() {
@@ -79,13 +91,16 @@ impl PageQuery {
     pub fn page(&self) -> Result<Page> {
         let limit = self.limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {
-            return Err(Error::invalid("invalid_limit", "limit must be between 1 and 500"));
+            return Err(Error::invalid(
+                "invalid_limit",
+                "limit must be between 1 and 500",
+            ));
         }
         let after = match &self.cursor {
             None => None,
-            Some(c) => Some(
-                Uuid::try_parse(c).map_err(|_| Error::bad_request("invalid_cursor", "the cursor is not one we issued"))?,
-            ),
+            Some(c) => Some(Uuid::try_parse(c).map_err(|_| {
+                Error::bad_request("invalid_cursor", "the cursor is not one we issued")
+            })?),
         };
         Ok(Page {
             limit: i64::from(limit),
@@ -108,7 +123,11 @@ impl<T> List<T> {
     pub fn from_overfetch(mut items: Vec<T>, page: Page, id: impl Fn(&T) -> Uuid) -> List<T> {
         let more = items.len() as i64 > page.limit;
         items.truncate(page.limit as usize);
-        let next_cursor = if more { items.last().map(|i| id(i).to_string()) } else { None };
+        let next_cursor = if more {
+            items.last().map(|i| id(i).to_string())
+        } else {
+            None
+        };
         List { items, next_cursor }
     }
 }

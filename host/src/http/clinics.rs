@@ -40,16 +40,20 @@ pub async fn create(
     access::authorize(&state, &who, Domain::Platform, "clinic", "create")?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(Error::invalid("invalid_clinic_name", "name must be 1 to 200 printable characters"));
+        return Err(Error::invalid(
+            "invalid_clinic_name",
+            "name must be 1 to 200 printable characters",
+        ));
     }
     match state.db.create_clinic(name).await {
         Ok(clinic) => {
             tracing::info!(clinic = %clinic.id, "clinic created");
             Ok((StatusCode::CREATED, JsonResponse(clinic)))
         }
-        Err(e) if crate::db::is_unique_violation(&e) => {
-            Err(Error::conflict("clinic_name_taken", "a clinic with this name exists"))
-        }
+        Err(e) if crate::db::is_unique_violation(&e) => Err(Error::conflict(
+            "clinic_name_taken",
+            "a clinic with this name exists",
+        )),
         Err(e) => Err(e.into()),
     }
 }
@@ -70,8 +74,16 @@ pub async fn list(
 /// Reads one clinic.
 #[utoipa::path(get, path = "/api/v1/clinics/{clinic}", tag = "clinics", params(("clinic" = String, Path)),
     responses((status = 200, body = Clinic), (status = 404, description = "not found or not visible")))]
-pub async fn read(State(state): State<AppState>, who: Principal, Path(clinic): Path<String>) -> Result<JsonResponse<Clinic>> {
+pub async fn read(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(clinic): Path<String>,
+) -> Result<JsonResponse<Clinic>> {
     let id = access::clinic(&state, &who, &clinic, "clinic", "read").await?;
-    let clinic = state.db.clinic(id).await?.ok_or_else(|| Error::not_found("clinic_not_found"))?;
+    let clinic = state
+        .db
+        .clinic(id)
+        .await?
+        .ok_or_else(|| Error::not_found("clinic_not_found"))?;
     Ok(JsonResponse(clinic))
 }

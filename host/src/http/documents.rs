@@ -27,10 +27,18 @@ pub fn router(settings: &Settings) -> Router<AppState> {
     Router::new()
         .route(
             "/clinics/{clinic}/patients/{patient}/documents",
-            get(list).post(upload).layer(DefaultBodyLimit::max(settings.max_upload_bytes)),
+            get(list)
+                .post(upload)
+                .layer(DefaultBodyLimit::max(settings.max_upload_bytes)),
         )
-        .route("/clinics/{clinic}/patients/{patient}/documents/{document}", get(read))
-        .route("/clinics/{clinic}/patients/{patient}/documents/{document}/content", get(content))
+        .route(
+            "/clinics/{clinic}/patients/{patient}/documents/{document}",
+            get(read),
+        )
+        .route(
+            "/clinics/{clinic}/patients/{patient}/documents/{document}/content",
+            get(content),
+        )
 }
 
 /// An accepted upload.
@@ -57,7 +65,10 @@ pub async fn upload(
 ) -> Result<(StatusCode, JsonResponse<Accepted>)> {
     let patient = access::patient(&state, &who, &clinic, &patient, "document", "create").await?;
     if bytes.is_empty() {
-        return Err(Error::bad_request("empty_document", "the upload has no bytes"));
+        return Err(Error::bad_request(
+            "empty_document",
+            "the upload has no bytes",
+        ));
     }
     let media_type = sniff::media_type(&bytes);
     if state.plugins.parser_for(media_type).is_none() {
@@ -78,10 +89,16 @@ pub async fn upload(
         size_bytes: bytes.len() as i64,
         sha256,
     };
-    let (document, job) = state.db.create_document(patient.clinic_id, patient.id, &new).await?;
+    let (document, job) = state
+        .db
+        .create_document(patient.clinic_id, patient.id, &new)
+        .await?;
     state.worker.wake();
     tracing::info!(clinic = %document.clinic_id, document = %document.id, job = %job.id, media_type, "document accepted");
-    Ok((StatusCode::ACCEPTED, JsonResponse(Accepted { document, job })))
+    Ok((
+        StatusCode::ACCEPTED,
+        JsonResponse(Accepted { document, job }),
+    ))
 }
 
 /// Lists a patient's documents.
@@ -99,10 +116,16 @@ pub async fn list(
         .db
         .documents(patient.clinic_id, patient.id, page.after, page.limit + 1)
         .await?;
-    Ok(JsonResponse(List::from_overfetch(documents, page, |d| d.id)))
+    Ok(JsonResponse(List::from_overfetch(documents, page, |d| {
+        d.id
+    })))
 }
 
-async fn find(state: &AppState, who: &Principal, path: &(String, String, String)) -> Result<Document> {
+async fn find(
+    state: &AppState,
+    who: &Principal,
+    path: &(String, String, String),
+) -> Result<Document> {
     let (clinic, patient, document) = path;
     let patient = access::patient(state, who, clinic, patient, "document", "read").await?;
     let id = access::parse_id(document, "document_not_found")?;
@@ -135,11 +158,18 @@ pub async fn content(
     Path(path): Path<(String, String, String)>,
 ) -> Result<Response> {
     let document = find(&state, &who, &path).await?;
-    let bytes = state.blobs.get(&document.sha256).await.map_err(anyhow::Error::from)?;
+    let bytes = state
+        .blobs
+        .get(&document.sha256)
+        .await
+        .map_err(anyhow::Error::from)?;
     Ok((
         [
             (header::CONTENT_TYPE, document.media_type.clone()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}\"", document.id)),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}\"", document.id),
+            ),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
         ],
         bytes,

@@ -74,12 +74,20 @@ impl Error {
 
     /// 403: authenticated, but not allowed.
     pub fn forbidden() -> Error {
-        Self::problem(StatusCode::FORBIDDEN, "forbidden", "your role does not allow this")
+        Self::problem(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "your role does not allow this",
+        )
     }
 
     /// 404: not found, or not visible to the caller.
     pub fn not_found(code: &'static str) -> Error {
-        Self::problem(StatusCode::NOT_FOUND, code, "no such resource, or it is not visible to you")
+        Self::problem(
+            StatusCode::NOT_FOUND,
+            code,
+            "no such resource, or it is not visible to you",
+        )
     }
 
     /// 409: conflicts with the current state.
@@ -95,7 +103,11 @@ impl Error {
     /// The problem document for this error (without request id).
     pub fn to_problem(&self) -> Problem {
         match self {
-            Error::Problem { status, code, detail } => Problem {
+            Error::Problem {
+                status,
+                code,
+                detail,
+            } => Problem {
                 kind: format!("/problems/{code}"),
                 title: status.canonical_reason().unwrap_or("Error"),
                 status: status.as_u16(),

@@ -22,8 +22,12 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(JsonRejection::JsonSyntaxError(e)) => Err(Error::bad_request("malformed_json", e.body_text())),
-            Err(JsonRejection::JsonDataError(e)) => Err(Error::invalid("invalid_body", e.body_text())),
+            Err(JsonRejection::JsonSyntaxError(e)) => {
+                Err(Error::bad_request("malformed_json", e.body_text()))
+            }
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(Error::invalid("invalid_body", e.body_text()))
+            }
             Err(JsonRejection::MissingJsonContentType(_)) => Err(Error::problem(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",

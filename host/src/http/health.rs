@@ -90,7 +90,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         check("plugins", plugins),
     ];
     let failed: Vec<&'static str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
-    let status = if failed.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if failed.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = Readiness {
         ready: failed.is_empty(),
         checks,

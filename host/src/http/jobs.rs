@@ -26,6 +26,10 @@ pub async fn read(
 ) -> Result<JsonResponse<Job>> {
     let clinic = access::clinic(&state, &who, &clinic, "job", "read").await?;
     let id = access::parse_id(&job, "job_not_found")?;
-    let job = state.db.job(clinic, id).await?.ok_or_else(|| Error::not_found("job_not_found"))?;
+    let job = state
+        .db
+        .job(clinic, id)
+        .await?
+        .ok_or_else(|| Error::not_found("job_not_found"))?;
     Ok(JsonResponse(job))
 }

@@ -26,7 +26,9 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
@@ -50,7 +52,11 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .fallback(|| async { Error::not_found("route_not_found") })
         .method_not_allowed_fallback(|| async {
-            Error::problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+            Error::problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
         })
         .layer(middleware::from_fn(record_metrics))
         .layer(middleware::from_fn(problem_request_id))

@@ -41,7 +41,10 @@ impl utoipa::Modify for Bearer {
 /// `/openapi.json` and `/docs` (public).
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/openapi.json", get(|| async { axum::Json(ApiDoc::openapi()) }))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(ApiDoc::openapi()) }),
+        )
         .route("/docs", get(|| async { Html(DOCS) }))
 }
 

@@ -66,7 +66,9 @@ pub struct PatientChanges {
 mod double_option {
     use serde::{Deserialize, Deserializer};
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
         Option::<String>::deserialize(d).map(Some)
     }
 }
@@ -74,17 +76,24 @@ mod double_option {
 fn name(value: &str, field: &str) -> Result<String> {
     let value = value.trim();
     if value.is_empty() || value.chars().count() > 100 || value.chars().any(char::is_control) {
-        return Err(Error::invalid("invalid_patient", format!("{field} must be 1 to 100 printable characters")));
+        return Err(Error::invalid(
+            "invalid_patient",
+            format!("{field} must be 1 to 100 printable characters"),
+        ));
     }
     Ok(value.to_owned())
 }
 
 fn birth_date(value: &str) -> Result<NaiveDate> {
-    let date = NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .map_err(|_| Error::invalid("invalid_patient", "birth_date must be a date as YYYY-MM-DD"))?;
+    let date = NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
+        Error::invalid("invalid_patient", "birth_date must be a date as YYYY-MM-DD")
+    })?;
     let today = chrono::Utc::now().date_naive();
     if date > today || date < NaiveDate::from_ymd_opt(1850, 1, 1).unwrap_or(date) {
-        return Err(Error::invalid("invalid_patient", "birth_date must be between 1850 and today"));
+        return Err(Error::invalid(
+            "invalid_patient",
+            "birth_date must be between 1850 and today",
+        ));
     }
     Ok(date)
 }
@@ -92,15 +101,23 @@ fn birth_date(value: &str) -> Result<NaiveDate> {
 fn sex(value: &str) -> Result<String> {
     match value {
         "female" | "male" | "other" | "unknown" => Ok(value.to_owned()),
-        _ => Err(Error::invalid("invalid_patient", "sex must be female, male, other or unknown")),
+        _ => Err(Error::invalid(
+            "invalid_patient",
+            "sex must be female, male, other or unknown",
+        )),
     }
 }
 
 fn mrn(value: Option<&str>) -> Result<Option<String>> {
-    let Some(value) = value.map(str::trim) else { return Ok(None) };
+    let Some(value) = value.map(str::trim) else {
+        return Ok(None);
+    };
     let printable = value.chars().all(|c| c.is_ascii_graphic());
     if value.is_empty() || value.len() > 64 || !printable {
-        return Err(Error::invalid("invalid_patient", "mrn must be 1 to 64 printable ASCII characters"));
+        return Err(Error::invalid(
+            "invalid_patient",
+            "mrn must be 1 to 64 printable ASCII characters",
+        ));
     }
     Ok(Some(value.to_owned()))
 }
@@ -164,7 +181,11 @@ pub async fn create(
 ) -> Result<(StatusCode, JsonResponse<Patient>)> {
     let clinic = access::clinic(&state, &who, &clinic, "patient", "create").await?;
     let fields = body.parse()?;
-    let patient = state.db.create_patient(clinic, &fields).await.map_err(mrn_conflict)?;
+    let patient = state
+        .db
+        .create_patient(clinic, &fields)
+        .await
+        .map_err(mrn_conflict)?;
     tracing::info!(clinic = %clinic, patient = %patient.id, "patient created");
     Ok((StatusCode::CREATED, JsonResponse(patient)))
 }
@@ -199,7 +220,12 @@ pub async fn list(
     }
     .page()?;
     let filter = PatientFilter {
-        q: query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned),
+        q: query
+            .q
+            .as_deref()
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(str::to_owned),
         birth_date: query
             .birth_date
             .as_deref()
@@ -207,7 +233,10 @@ pub async fn list(
             .transpose()
             .map_err(|_| Error::bad_request("invalid_query", "birth_date must be YYYY-MM-DD"))?,
     };
-    let patients = state.db.patients(clinic, &filter, page.after, page.limit + 1).await?;
+    let patients = state
+        .db
+        .patients(clinic, &filter, page.after, page.limit + 1)
+        .await?;
     Ok(JsonResponse(List::from_overfetch(patients, page, |p| p.id)))
 }
 
@@ -255,7 +284,11 @@ pub async fn remove(
     Path((clinic, patient)): Path<(String, String)>,
 ) -> Result<StatusCode> {
     let current = access::patient(&state, &who, &clinic, &patient, "patient", "delete").await?;
-    if !state.db.soft_delete_patient(current.clinic_id, current.id).await? {
+    if !state
+        .db
+        .soft_delete_patient(current.clinic_id, current.id)
+        .await?
+    {
         return Err(Error::not_found("patient_not_found"));
     }
     tracing::info!(clinic = %current.clinic_id, patient = %current.id, "patient soft-deleted");

@@ -89,17 +89,30 @@ pub async fn search(
     let patient = access::patient(&state, &who, &clinic, &patient, "memory", "search").await?;
     let query = request.query.trim().to_owned();
     if query.is_empty() || query.chars().count() > 2000 {
-        return Err(Error::invalid("invalid_query", "query must be 1 to 2000 characters"));
+        return Err(Error::invalid(
+            "invalid_query",
+            "query must be 1 to 2000 characters",
+        ));
     }
     let limit = request.limit.unwrap_or(10);
     if !(1..=50).contains(&limit) {
-        return Err(Error::invalid("invalid_limit", "limit must be between 1 and 50"));
+        return Err(Error::invalid(
+            "invalid_limit",
+            "limit must be between 1 and 50",
+        ));
     }
     if !matches!(request.mode, Mode::Vector) {
-        return Err(Error::invalid("unsupported_search_mode", "this server supports mode `vector`"));
+        return Err(Error::invalid(
+            "unsupported_search_mode",
+            "this server supports mode `vector`",
+        ));
     }
     let embedder = state.embedder().ok_or_else(|| {
-        Error::problem(axum::http::StatusCode::SERVICE_UNAVAILABLE, "model_unavailable", "the embedding model is not loaded yet")
+        Error::problem(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "model_unavailable",
+            "the embedding model is not loaded yet",
+        )
     })?;
     let vector = tokio::task::spawn_blocking(move || embedder.embed(&[query.as_str()]))
         .await

@@ -57,17 +57,33 @@ pub async fn create(
 ) -> Result<(StatusCode, JsonResponse<IssuedToken>)> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(Error::invalid("invalid_token_name", "name must be 1 to 100 printable characters"));
+        return Err(Error::invalid(
+            "invalid_token_name",
+            "name must be 1 to 100 printable characters",
+        ));
     }
     if !BUILTIN_ROLES.contains(&body.role.as_str()) {
-        return Err(Error::invalid("unknown_role", "role must be platform-admin, clinic-admin, clinician or auditor"));
+        return Err(Error::invalid(
+            "unknown_role",
+            "role must be platform-admin, clinic-admin, clinician or auditor",
+        ));
     }
     match (body.role.as_str(), body.clinic) {
         ("platform-admin", Some(_)) => {
-            return Err(Error::invalid("invalid_scope", "platform-admin tokens are not bound to a clinic"));
+            return Err(Error::invalid(
+                "invalid_scope",
+                "platform-admin tokens are not bound to a clinic",
+            ));
         }
-        ("platform-admin", None) => access::authorize(&state, &who, Domain::Platform, "token", "create")?,
-        (_, None) => return Err(Error::invalid("invalid_scope", "clinic roles need a clinic")),
+        ("platform-admin", None) => {
+            access::authorize(&state, &who, Domain::Platform, "token", "create")?
+        }
+        (_, None) => {
+            return Err(Error::invalid(
+                "invalid_scope",
+                "clinic roles need a clinic",
+            ));
+        }
         (role, Some(clinic)) => {
             access::clinic(&state, &who, &clinic.to_string(), "token", "create").await?;
             if role == "clinic-admin" {
@@ -76,8 +92,12 @@ pub async fn create(
             }
         }
     }
-    let (token, secret) = crate::auth::tokens::issue(&state.db, name, body.clinic, &body.role).await?;
+    let (token, secret) =
+        crate::auth::tokens::issue(&state.db, name, body.clinic, &body.role).await?;
     state.authz.reload().await.map_err(anyhow::Error::from)?;
     tracing::info!(token = %token.id, role = %token.role, "token issued");
-    Ok((StatusCode::CREATED, JsonResponse(IssuedToken { token, secret })))
+    Ok((
+        StatusCode::CREATED,
+        JsonResponse(IssuedToken { token, secret }),
+    ))
 }

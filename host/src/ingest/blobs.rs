@@ -39,7 +39,10 @@ impl BlobStore {
     /// The bytes with this SHA-256.
     pub async fn get(&self, sha256: &str) -> std::io::Result<Vec<u8>> {
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a sha256"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a sha256",
+            ));
         }
         tokio::fs::read(self.path(sha256)).await
     }

@@ -41,7 +41,10 @@ pub fn split(
         return vec![piece(text.to_owned(), start, end)];
     }
     let words: Vec<&str> = text.split_whitespace().collect();
-    let weights: Vec<usize> = words.iter().map(|w| count(w).saturating_sub(2).max(1)).collect();
+    let weights: Vec<usize> = words
+        .iter()
+        .map(|w| count(w).saturating_sub(2).max(1))
+        .collect();
     let mut pieces = Vec::new();
     let mut first = 0;
     while first < words.len() {
@@ -95,7 +98,10 @@ mod tests {
         }
         for pair in got.windows(2) {
             let last_of_first = pair[0].text.split_whitespace().last().unwrap();
-            assert!(pair[1].text.split_whitespace().any(|w| w == last_of_first), "no overlap");
+            assert!(
+                pair[1].text.split_whitespace().any(|w| w == last_of_first),
+                "no overlap"
+            );
         }
         assert!(got.last().unwrap().text.ends_with("w499"));
     }

@@ -61,9 +61,18 @@ mod tests {
         assert_eq!(media_type(b"Patient reports chest pain.\n"), "text/plain");
         assert_eq!(media_type(b"%PDF-1.7\n..."), "application/pdf");
         assert_eq!(media_type(b"MSH|^~\\&|LAB|"), "application/x-hl7-v2+er7");
-        assert_eq!(media_type(br#"{"resourceType":"Bundle"}"#), "application/fhir+json");
-        assert_eq!(media_type(&[0xff, 0xd8, 0xff, 0xe0, 0, 1, 2]), "application/octet-stream");
+        assert_eq!(
+            media_type(br#"{"resourceType":"Bundle"}"#),
+            "application/fhir+json"
+        );
+        assert_eq!(
+            media_type(&[0xff, 0xd8, 0xff, 0xe0, 0, 1, 2]),
+            "application/octet-stream"
+        );
         assert_eq!(media_type(b"text\0with nul"), "application/octet-stream");
-        assert_eq!(media_type(&[1, 2, 3, 4, 5, 6, 7, 8]), "application/octet-stream");
+        assert_eq!(
+            media_type(&[1, 2, 3, 4, 5, 6, 7, 8]),
+            "application/octet-stream"
+        );
     }
 }

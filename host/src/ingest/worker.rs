@@ -35,13 +35,15 @@ impl Worker {
                     let id = job.id;
                     if let Err(failure) = run_job(&app, &job).await {
                         tracing::warn!(job = %id, code = failure.code, "ingestion job failed");
-                        metrics::counter!("ingest_jobs_total", "outcome" => failure.code).increment(1);
+                        metrics::counter!("ingest_jobs_total", "outcome" => failure.code)
+                            .increment(1);
                         if let Err(e) = app.db.fail_job(id, failure.code, &failure.detail).await {
                             tracing::error!(job = %id, error = %e, "could not record job failure");
                         }
                     } else {
                         tracing::info!(job = %id, "ingestion job succeeded");
-                        metrics::counter!("ingest_jobs_total", "outcome" => "succeeded").increment(1);
+                        metrics::counter!("ingest_jobs_total", "outcome" => "succeeded")
+                            .increment(1);
                     }
                 }
                 Ok(None) => {
@@ -81,22 +83,28 @@ pub async fn run_job(app: &Arc<App>, job: &Job) -> Result<(), JobFailure> {
         .await
         .map_err(|e| internal(&e))?
         .ok_or_else(|| failure("document_missing", "the document was deleted"))?;
-    let bytes = app.blobs.get(&document.sha256).await.map_err(|e| internal(&e))?;
-    let parser = app.plugins.parser_for(&document.media_type).ok_or_else(|| {
-        failure(
-            "no_parser",
-            format!("no enabled parser handles {}", document.media_type),
-        )
-    })?;
+    let bytes = app
+        .blobs
+        .get(&document.sha256)
+        .await
+        .map_err(|e| internal(&e))?;
+    let parser = app
+        .plugins
+        .parser_for(&document.media_type)
+        .ok_or_else(|| {
+            failure(
+                "no_parser",
+                format!("no enabled parser handles {}", document.media_type),
+            )
+        })?;
 
     // Parse in the sandbox, off the async runtime.
     let registry = app.plugins.clone();
     let media_type = document.media_type.clone();
-    let (parsed, outcome) = tokio::task::spawn_blocking(move || {
-        registry.host().parse(&parser, &media_type, &bytes)
-    })
-    .await
-    .map_err(|e| internal(&e))?;
+    let (parsed, outcome) =
+        tokio::task::spawn_blocking(move || registry.host().parse(&parser, &media_type, &bytes))
+            .await
+            .map_err(|e| internal(&e))?;
     let parsed = parsed.map_err(|f| failure(f.code(), f.to_string()))?;
     tracing::debug!(job = %job.id, fuel = outcome.fuel_used, elapsed_ms = outcome.elapsed.as_millis() as u64, "parsed");
     let _ = app.db.set_job_progress(job.id, 0.3).await;
@@ -126,7 +134,10 @@ pub async fn run_job(app: &Arc<App>, job: &Job) -> Result<(), JobFailure> {
         .map_err(|e| internal(&e))?
     };
 
-    let texts: Vec<String> = pieces.iter().map(|p| embed_text(p.section.as_deref(), &p.text)).collect();
+    let texts: Vec<String> = pieces
+        .iter()
+        .map(|p| embed_text(p.section.as_deref(), &p.text))
+        .collect();
     let vectors = tokio::task::spawn_blocking(move || {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         embedder.embed(&refs)
@@ -167,7 +178,10 @@ pub async fn run_job(app: &Arc<App>, job: &Job) -> Result<(), JobFailure> {
         .replace_document(job.clinic_id, document.id, &rows)
         .await
         .map_err(|e| failure("vector_store_failed", e.to_string()))?;
-    app.db.complete_job(job, &chunks).await.map_err(|e| internal(&e))?;
+    app.db
+        .complete_job(job, &chunks)
+        .await
+        .map_err(|e| internal(&e))?;
     Ok(())
 }
 

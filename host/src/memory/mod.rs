@@ -69,7 +69,10 @@ fn schema() -> SchemaRef {
         Field::new("model", DataType::Utf8, false),
         Field::new(
             "vector",
-            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), DIM as i32),
+            DataType::FixedSizeList(
+                Arc::new(Field::new("item", DataType::Float32, true)),
+                DIM as i32,
+            ),
             false,
         ),
     ]))
@@ -104,7 +107,10 @@ impl VectorStore {
         let table = match self.connection.open_table(&name).execute().await {
             Ok(table) => table,
             Err(lancedb::Error::TableNotFound { .. }) => {
-                self.connection.create_empty_table(&name, schema()).execute().await?
+                self.connection
+                    .create_empty_table(&name, schema())
+                    .execute()
+                    .await?
             }
             Err(e) => return Err(e.into()),
         };
@@ -134,7 +140,8 @@ impl VectorStore {
             StringArray::from_iter_values(rows.iter().map(|r| f(r).to_string()))
         };
         let vectors = FixedSizeListArray::from_iter_primitive::<Float32Type, _, _>(
-            rows.iter().map(|r| Some(r.vector.iter().map(|v| Some(*v)).collect::<Vec<_>>())),
+            rows.iter()
+                .map(|r| Some(r.vector.iter().map(|v| Some(*v)).collect::<Vec<_>>())),
             DIM as i32,
         );
         let batch = RecordBatch::try_new(

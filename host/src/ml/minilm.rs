@@ -68,7 +68,11 @@ struct Weights<'a> {
 }
 
 impl Weights<'_> {
-    fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Tensor<D>, ModelError> {
+    fn tensor<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<D>, ModelError> {
         let view = self
             .file
             .tensor(name)
@@ -85,7 +89,10 @@ impl Weights<'_> {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        Ok(Tensor::from_data(TensorData::new(values, shape), self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(values, shape),
+            self.device,
+        ))
     }
 
     /// A PyTorch `Linear` (`[out, in]` weight), transposed for `x · W`.
@@ -112,8 +119,12 @@ impl MiniLm {
     /// Builds the encoder from the bytes of `model.safetensors`.
     pub fn from_safetensors(bytes: &[u8]) -> Result<MiniLm, ModelError> {
         let device = Device::flex();
-        let file = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Weights(e.to_string()))?;
-        let w = Weights { file, device: &device };
+        let file =
+            SafeTensors::deserialize(bytes).map_err(|e| ModelError::Weights(e.to_string()))?;
+        let w = Weights {
+            file,
+            device: &device,
+        };
         let vocab = w
             .file
             .tensor("embeddings.word_embeddings.weight")
@@ -157,17 +168,24 @@ impl MiniLm {
             }
         }
         let positions: Vec<i64> = (0..rows).flat_map(|_| 0..len as i64).collect();
-        let ids: Tensor<1, Int> = Tensor::from_data(TensorData::new(ids, [rows * len]), &self.device);
+        let ids: Tensor<1, Int> =
+            Tensor::from_data(TensorData::new(ids, [rows * len]), &self.device);
         let positions: Tensor<1, Int> =
             Tensor::from_data(TensorData::new(positions, [rows * len]), &self.device);
         let mask: Tensor<2> = Tensor::from_data(TensorData::new(mask, [rows, len]), &self.device);
 
         let token_type = self.token_type.clone().slice([0..1, 0..DIM]);
-        let x = self.word.clone().select(0, ids) + self.position.clone().select(0, positions) + token_type;
+        let x = self.word.clone().select(0, ids)
+            + self.position.clone().select(0, positions)
+            + token_type;
         let mut x = self.embedding_norm.forward(x);
 
         // Padded keys get a large negative score so softmax ignores them.
-        let key_bias = mask.clone().sub_scalar(1.0).mul_scalar(1e9).reshape([rows, 1, 1, len]);
+        let key_bias = mask
+            .clone()
+            .sub_scalar(1.0)
+            .mul_scalar(1e9)
+            .reshape([rows, 1, 1, len]);
         for layer in &self.layers {
             x = layer.forward(x, key_bias.clone(), rows, len);
         }
@@ -193,13 +211,19 @@ impl Layer {
         let q = heads(self.query.forward(x.clone()));
         let k = heads(self.key.forward(x.clone()));
         let v = heads(self.value.forward(x.clone()));
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (HEAD_DIM as f64).sqrt()) + key_bias;
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (HEAD_DIM as f64).sqrt())
+            + key_bias;
         let context = activation::softmax(scores, 3)
             .matmul(v)
             .swap_dims(1, 2)
             .reshape([rows * len, DIM]);
-        let attended = self.attention_norm.forward(self.attention_out.forward(context) + x);
+        let attended = self
+            .attention_norm
+            .forward(self.attention_out.forward(context) + x);
         let hidden = activation::gelu(self.intermediate.forward(attended.clone()));
-        self.output_norm.forward(self.output.forward(hidden) + attended)
+        self.output_norm
+            .forward(self.output.forward(hidden) + attended)
     }
 }

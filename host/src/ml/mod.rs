@@ -58,8 +58,8 @@ impl Embedder {
                 return Err(ModelError::Missing(file.clone()));
             }
         }
-        let mut tokenizer =
-            Tokenizer::from_file(&tokenizer_file).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_file)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         // The shipped tokenizer.json pads and truncates at 128; sentence-transformers
         // uses 256 and pads per batch, which `MiniLm::forward` does itself.
         tokenizer
@@ -87,7 +87,11 @@ impl Embedder {
             out.extend(self.model.forward(&ids)?);
         }
         if out.len() != texts.len() {
-            return Err(ModelError::Weights(format!("{} vectors for {} texts", out.len(), texts.len())));
+            return Err(ModelError::Weights(format!(
+                "{} vectors for {} texts",
+                out.len(),
+                texts.len()
+            )));
         }
         Ok(out)
     }
@@ -98,6 +102,12 @@ impl Embedder {
             .tokenizer
             .encode(text, false)
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        Ok(encoding.len() + encoding.get_overflowing().iter().map(|e| e.len()).sum::<usize>() + 2)
+        Ok(encoding.len()
+            + encoding
+                .get_overflowing()
+                .iter()
+                .map(|e| e.len())
+                .sum::<usize>()
+            + 2)
     }
 }

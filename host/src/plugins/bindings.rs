@@ -5,5 +5,5 @@ wasmtime::component::bindgen!({
     world: "parser-plugin",
 });
 
-pub use exports::medmemory::plugin::parser as parser;
+pub use exports::medmemory::plugin::parser;
 pub use medmemory::plugin::{config, log, types};

@@ -139,14 +139,16 @@ impl types::Host for CallState {}
 
 impl log::Host for CallState {
     fn log(&mut self, level: log::Level, message: String) {
-        let fits = self.logs.len() < MAX_LOG_MESSAGES && self.log_bytes + message.len() <= MAX_LOG_BYTES;
+        let fits =
+            self.logs.len() < MAX_LOG_MESSAGES && self.log_bytes + message.len() <= MAX_LOG_BYTES;
         metrics::counter!("plugin_log_messages_total").increment(1);
         if !fits {
             self.logs_dropped += 1;
             return;
         }
         self.log_bytes += message.len();
-        self.logs.push((format!("{level:?}").to_lowercase(), message));
+        self.logs
+            .push((format!("{level:?}").to_lowercase(), message));
     }
 }
 
@@ -165,16 +167,29 @@ struct MemoryCap {
 }
 
 impl wasmtime::ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max {
             self.denied = true;
-            return Err(wasmtime::format_err!("memory limit of {} bytes exceeded", self.max));
+            return Err(wasmtime::format_err!(
+                "memory limit of {} bytes exceeded",
+                self.max
+            ));
         }
         self.peak = self.peak.max(desired);
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -268,7 +283,10 @@ impl PluginHost {
     }
 
     /// Calls `describe()` on a freshly instantiated plugin.
-    pub(crate) fn describe(&self, pre: &super::bindings::ParserPluginPre<CallState>) -> Result<types::PluginInfo, PluginFailure> {
+    pub(crate) fn describe(
+        &self,
+        pre: &super::bindings::ParserPluginPre<CallState>,
+    ) -> Result<types::PluginInfo, PluginFailure> {
         let limits = self.limits;
         let mut store = self.store(&limits);
         let result = pre
@@ -294,10 +312,11 @@ impl PluginHost {
             media_type: media_type.to_owned(),
             content: content.to_vec(),
         };
-        let result = plugin
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| instance.medmemory_plugin_parser().call_parse(&mut store, &doc));
+        let result = plugin.pre.instantiate(&mut store).and_then(|instance| {
+            instance
+                .medmemory_plugin_parser()
+                .call_parse(&mut store, &doc)
+        });
         let result = match result {
             Ok(Ok(parsed)) => check_output(parsed, &limits, content.len()),
             Ok(Err(plugin_error)) => Err(plugin_error.into()),
@@ -342,16 +361,30 @@ fn classify(error: wasmtime::Error, store: &Store<CallState>) -> PluginFailure {
 }
 
 /// Enforces the output contract: size, and spans inside the document.
-fn check_output(parsed: parser::Parsed, limits: &Limits, input_len: usize) -> Result<parser::Parsed, PluginFailure> {
-    let text_bytes: usize = parsed.sections.iter().map(|s| s.text.len() + s.title.as_ref().map_or(0, String::len)).sum::<usize>()
-        + parsed.records.iter().map(|r| r.display.len()).sum::<usize>();
+fn check_output(
+    parsed: parser::Parsed,
+    limits: &Limits,
+    input_len: usize,
+) -> Result<parser::Parsed, PluginFailure> {
+    let text_bytes: usize = parsed
+        .sections
+        .iter()
+        .map(|s| s.text.len() + s.title.as_ref().map_or(0, String::len))
+        .sum::<usize>()
+        + parsed
+            .records
+            .iter()
+            .map(|r| r.display.len())
+            .sum::<usize>();
     if text_bytes > limits.max_output_bytes {
         return Err(PluginFailure::OutputTooLarge);
     }
     for section in &parsed.sections {
         let span = &section.source;
         if span.start > span.end || span.end as usize > input_len {
-            return Err(PluginFailure::InvalidOutput("a section span lies outside the document".into()));
+            return Err(PluginFailure::InvalidOutput(
+                "a section span lies outside the document".into(),
+            ));
         }
     }
     Ok(parsed)

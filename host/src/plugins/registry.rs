@@ -128,7 +128,9 @@ impl Registry {
                     tracing::info!(plugin = %plugin.info.name, version = %plugin.info.version, id = %plugin.info.id, "plugin installed");
                     installed += 1;
                 }
-                Err(e) => tracing::warn!(file = %path.display(), code = e.code(), error = %e, "plugin refused"),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), code = e.code(), error = %e, "plugin refused")
+                }
             }
         }
         Ok(installed)
@@ -150,19 +152,24 @@ impl Registry {
                 return Err(InstallError::ForbiddenImport(name.to_owned()));
             }
         }
-        let instance_pre = self
-            .host
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| InstallError::IncompatibleContract { reason: format!("{e:#}") })?;
-        let pre = ParserPluginPre::new(instance_pre)
-            .map_err(|e| InstallError::IncompatibleContract { reason: format!("{e:#}") })?;
+        let instance_pre = self.host.linker.instantiate_pre(&component).map_err(|e| {
+            InstallError::IncompatibleContract {
+                reason: format!("{e:#}"),
+            }
+        })?;
+        let pre =
+            ParserPluginPre::new(instance_pre).map_err(|e| InstallError::IncompatibleContract {
+                reason: format!("{e:#}"),
+            })?;
         let described = self
             .host
             .describe(&pre)
             .map_err(|e| InstallError::Describe(e.to_string()))?;
-        if described.name.trim().is_empty() || !matches!(described.kind, types::PluginKind::Parser) {
-            return Err(InstallError::Describe("a parser must have a name and kind `parser`".into()));
+        if described.name.trim().is_empty() || !matches!(described.kind, types::PluginKind::Parser)
+        {
+            return Err(InstallError::Describe(
+                "a parser must have a name and kind `parser`".into(),
+            ));
         }
         let plugin = Arc::new(InstalledPlugin {
             info: PluginInfo {
@@ -184,7 +191,10 @@ impl Registry {
 
     /// Every installed plugin.
     pub fn list(&self) -> Vec<Arc<InstalledPlugin>> {
-        self.plugins.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.plugins
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The plugin with this id.
@@ -204,7 +214,9 @@ impl Registry {
         let engine = &self.host.engine;
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        let path = self.cache_dir.join(format!("{id}-{:016x}.cwasm", hasher.finish()));
+        let path = self
+            .cache_dir
+            .join(format!("{id}-{:016x}.cwasm", hasher.finish()));
         if path.exists() {
             // SAFETY: the file was written by this host, below its own data folder,
             // from a component it compiled with an engine of the same configuration
@@ -221,7 +233,8 @@ impl Registry {
         std::fs::write(&tmp, &compiled)?;
         std::fs::rename(&tmp, &path)?;
         // SAFETY: as above; these bytes were just produced by this engine.
-        unsafe { Component::deserialize(engine, &compiled) }.map_err(|e| InstallError::Compile(format!("{e:#}")))
+        unsafe { Component::deserialize(engine, &compiled) }
+            .map_err(|e| InstallError::Compile(format!("{e:#}")))
     }
 }
 

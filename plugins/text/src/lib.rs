@@ -80,8 +80,8 @@ fn heading(line: &str) -> Option<&str> {
     }
     let title = line.strip_suffix(':')?.trim();
     let short = !title.is_empty() && title.len() <= 60 && title.split_whitespace().count() <= 6;
-    let heading_like = title.chars().next().is_some_and(char::is_uppercase)
-        && !title.contains(['.', ':', ';']);
+    let heading_like =
+        title.chars().next().is_some_and(char::is_uppercase) && !title.contains(['.', ':', ';']);
     (short && heading_like).then_some(title)
 }
 
@@ -129,8 +129,10 @@ mod tests {
     fn headings_and_paragraphs_become_sections() {
         let doc = "Intro line.\n# History\nType 2 diabetes since 2015.\n\nMedications:\nMetformin 500 mg\ntwice daily\n\nTaken with food.\n";
         let got = sections(doc);
-        let view: Vec<(Option<&str>, &str)> =
-            got.iter().map(|s| (s.title.as_deref(), s.text.as_str())).collect();
+        let view: Vec<(Option<&str>, &str)> = got
+            .iter()
+            .map(|s| (s.title.as_deref(), s.text.as_str()))
+            .collect();
         assert_eq!(
             view,
             vec![
@@ -141,7 +143,10 @@ mod tests {
             ]
         );
         let first = &got[1].source;
-        assert_eq!(&doc[first.start as usize..first.end as usize], "Type 2 diabetes since 2015.");
+        assert_eq!(
+            &doc[first.start as usize..first.end as usize],
+            "Type 2 diabetes since 2015."
+        );
     }
 
     #[test]

@@ -8,14 +8,20 @@ use sqlx::Connection;
 /// Rows in the tables an upload or a create would touch, read straight from
 /// the server's SQLite file.
 async fn row_counts(server: &TestServer) -> Vec<(String, i64)> {
-    let url = format!("sqlite://{}?mode=ro", server.data.path().join("medmemory.db").display());
-    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open the server's database");
+    let url = format!(
+        "sqlite://{}?mode=ro",
+        server.data.path().join("medmemory.db").display()
+    );
+    let mut conn = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("open the server's database");
     let mut counts = Vec::new();
     for table in ["clinics", "patients", "documents", "jobs", "chunks"] {
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-            .fetch_one(&mut conn)
-            .await
-            .expect("count");
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(&mut conn)
+                .await
+                .expect("count");
         counts.push((table.to_owned(), n));
     }
     counts
@@ -23,7 +29,9 @@ async fn row_counts(server: &TestServer) -> Vec<(String, i64)> {
 
 fn blob_files(server: &TestServer) -> usize {
     let root = server.data.path().join("blobs");
-    let Ok(dirs) = std::fs::read_dir(root) else { return 0 };
+    let Ok(dirs) = std::fs::read_dir(root) else {
+        return 0;
+    };
     dirs.filter_map(Result::ok)
         .filter_map(|d| std::fs::read_dir(d.path()).ok())
         .map(|files| files.count())
@@ -34,8 +42,14 @@ fn assert_problem(status: u16, body: &Value, expected_status: u16, code: &str) {
     assert_eq!(status, expected_status, "{body}");
     assert_eq!(body["code"], code, "{body}");
     assert_eq!(body["status"], expected_status, "{body}");
-    assert!(body["type"].as_str().is_some_and(|t| t.ends_with(code)), "{body}");
-    assert!(body["title"].is_string() && body["detail"].is_string(), "{body}");
+    assert!(
+        body["type"].as_str().is_some_and(|t| t.ends_with(code)),
+        "{body}"
+    );
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
     assert!(body["request_id"].is_string(), "{body}");
 }
 
@@ -47,19 +61,29 @@ async fn bad_uploads_and_bodies_change_nothing() {
     })
     .await;
     let clinic = server.create_clinic("Harbor Clinic").await;
-    let patient = server.create_patient(&server.admin, &clinic, "Ola", "Nordmann").await;
+    let patient = server
+        .create_patient(&server.admin, &clinic, "Ola", "Nordmann")
+        .await;
     let before = row_counts(&server).await;
 
-    let (status, body) = server.upload(&server.admin, &clinic, &patient, "text/plain", Vec::new()).await;
+    let (status, body) = server
+        .upload(&server.admin, &clinic, &patient, "text/plain", Vec::new())
+        .await;
     assert_problem(status, &body, 400, "empty_document");
 
     let big = "a line of clinical text\n".repeat(400).into_bytes();
     assert!(big.len() > 4096);
-    let (status, body) = server.upload(&server.admin, &clinic, &patient, "text/plain", big).await;
+    let (status, body) = server
+        .upload(&server.admin, &clinic, &patient, "text/plain", big)
+        .await;
     assert_problem(status, &body, 413, "payload_too_large");
 
-    let binary: Vec<u8> = (0..2048u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    let (status, body) = server.upload(&server.admin, &clinic, &patient, "text/plain", binary).await;
+    let binary: Vec<u8> = (0..2048u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let (status, body) = server
+        .upload(&server.admin, &clinic, &patient, "text/plain", binary)
+        .await;
     assert_problem(status, &body, 415, "unsupported_media_type");
 
     let response = server
@@ -71,9 +95,17 @@ async fn bad_uploads_and_bodies_change_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     let status = response.status().as_u16();
-    assert_problem(status, &response.json().await.unwrap(), 400, "malformed_json");
+    assert_problem(
+        status,
+        &response.json().await.unwrap(),
+        400,
+        "malformed_json",
+    );
 
     let (status, body) = server
         .call(
@@ -86,10 +118,23 @@ async fn bad_uploads_and_bodies_change_nothing() {
     assert_problem(status, &body, 422, "invalid_patient");
 
     let (status, body) = server
-        .call(Method::POST, "/clinics", Some(&server.admin), Some(serde_json::json!({"name": 42})))
+        .call(
+            Method::POST,
+            "/clinics",
+            Some(&server.admin),
+            Some(serde_json::json!({"name": 42})),
+        )
         .await;
     assert_problem(status, &body, 422, "invalid_body");
 
-    assert_eq!(row_counts(&server).await, before, "a rejected request left rows behind");
-    assert_eq!(blob_files(&server), 0, "a rejected upload left a blob behind");
+    assert_eq!(
+        row_counts(&server).await,
+        before,
+        "a rejected request left rows behind"
+    );
+    assert_eq!(
+        blob_files(&server),
+        0,
+        "a rejected upload left a blob behind"
+    );
 }

@@ -32,11 +32,19 @@ pub const QUESTIONS: [(&str, &str); 3] = [
 
 async fn newcomer_path(server: &TestServer) {
     let clinic = server.create_clinic("Riverside Family Practice").await;
-    let patient = server.create_patient(&server.admin, &clinic, "Maria", "Lopez").await;
-    server.ingest_text(&server.admin, &clinic, &patient, NOTE).await;
+    let patient = server
+        .create_patient(&server.admin, &clinic, "Maria", "Lopez")
+        .await;
+    server
+        .ingest_text(&server.admin, &clinic, &patient, NOTE)
+        .await;
     for (question, expected) in QUESTIONS {
-        let hits = server.search(&server.admin, &clinic, &patient, question).await;
-        let top = hits.first().unwrap_or_else(|| panic!("no hit for {question:?}"));
+        let hits = server
+            .search(&server.admin, &clinic, &patient, question)
+            .await;
+        let top = hits
+            .first()
+            .unwrap_or_else(|| panic!("no hit for {question:?}"));
         let text = top["text"].as_str().unwrap();
         assert!(
             text.contains(expected),
@@ -54,7 +62,9 @@ async fn newcomer_path_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn newcomer_path_on_postgres() {
-    let Some(admin_url) = postgres_url() else { return };
+    let Some(admin_url) = postgres_url() else {
+        return;
+    };
     let db = PgDatabase::create(&admin_url).await;
     let server = TestServer::start_with(Options {
         database_url: Some(db.url.clone()),

@@ -9,10 +9,26 @@ async fn health_ready_metrics_and_request_ids() {
     let health = server.http.get(server.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
 
-    let ready: serde_json::Value = server.http.get(server.url("/ready")).send().await.unwrap().json().await.unwrap();
+    let ready: serde_json::Value = server
+        .http
+        .get(server.url("/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["ready"], true);
-    let names: Vec<&str> = ready["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["database", "migrations", "vector_store", "model", "plugins"]);
+    let names: Vec<&str> = ready["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["database", "migrations", "vector_store", "model", "plugins"]
+    );
 
     let echoed = server
         .http
@@ -23,22 +39,54 @@ async fn health_ready_metrics_and_request_ids() {
         .await
         .unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "test-req-42");
-    let generated = server.http.get(server.api("/clinics/nope")).send().await.unwrap();
-    let id = generated.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let generated = server
+        .http
+        .get(server.api("/clinics/nope"))
+        .send()
+        .await
+        .unwrap();
+    let id = generated.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
     let problem: serde_json::Value = generated.json().await.unwrap();
     assert_eq!(problem["request_id"], id.as_str());
 
-    let metrics = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("http_request_duration_seconds") && l.contains("route=\"/api/v1/clinics\"")),
+            .any(|l| l.starts_with("http_request_duration_seconds")
+                && l.contains("route=\"/api/v1/clinics\"")),
         "no route-labelled histogram in:\n{metrics}"
     );
 
-    let openapi: serde_json::Value = server.http.get(server.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
-    for path in ["/api/v1/clinics", "/api/v1/clinics/{clinic}/patients/{patient}/search", "/ready"] {
-        assert!(openapi["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    let openapi: serde_json::Value = server
+        .http
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/api/v1/clinics",
+        "/api/v1/clinics/{clinic}/patients/{patient}/search",
+        "/ready",
+    ] {
+        assert!(
+            openapi["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
     }
 }

@@ -44,21 +44,37 @@ fn text_plugin_parses_sections_with_spans() {
     let doc = "# Plan\nStart metformin.\n\nRecheck in 3 months.\n";
     let (parsed, outcome) = registry.host().parse(&plugin, "text/plain", doc.as_bytes());
     let parsed = parsed.expect("parse");
-    let sections: Vec<(Option<&str>, &str)> =
-        parsed.sections.iter().map(|s| (s.title.as_deref(), s.text.as_str())).collect();
-    assert_eq!(sections, vec![(Some("Plan"), "Start metformin."), (Some("Plan"), "Recheck in 3 months.")]);
+    let sections: Vec<(Option<&str>, &str)> = parsed
+        .sections
+        .iter()
+        .map(|s| (s.title.as_deref(), s.text.as_str()))
+        .collect();
+    assert_eq!(
+        sections,
+        vec![
+            (Some("Plan"), "Start metformin."),
+            (Some("Plan"), "Recheck in 3 months.")
+        ]
+    );
     let span = &parsed.sections[1].source;
-    assert_eq!(&doc[span.start as usize..span.end as usize], "Recheck in 3 months.");
+    assert_eq!(
+        &doc[span.start as usize..span.end as usize],
+        "Recheck in 3 months."
+    );
     assert!(outcome.fuel_used > 0);
 
     // Invalid UTF-8 is the plugin's own invalid-input error, not a host failure.
-    let (result, _) = registry.host().parse(&plugin, "text/plain", &[0xff, 0xfe, 0x00]);
+    let (result, _) = registry
+        .host()
+        .parse(&plugin, "text/plain", &[0xff, 0xfe, 0x00]);
     assert_eq!(result.unwrap_err().code(), "plugin_invalid_input");
 
     // Compiled once: a second registry over the same cache loads, not compiles.
     let cached: Vec<_> = std::fs::read_dir(cache.path()).unwrap().collect();
     assert_eq!(cached.len(), 1);
-    let again = new_registry(cache.path()).install(&bytes).expect("install from cache");
+    let again = new_registry(cache.path())
+        .install(&bytes)
+        .expect("install from cache");
     assert_eq!(again.info.id, plugin.info.id);
 }
 
@@ -67,7 +83,13 @@ fn non_components_are_refused() {
     let cache = tempfile::tempdir().unwrap();
     let registry = new_registry(cache.path());
     let core_module = b"\0asm\x01\x00\x00\x00";
-    assert_eq!(registry.install(core_module).err().map(|e| e.code()), Some("plugin_not_a_component"));
-    assert_eq!(registry.install(b"hello").err().map(|e| e.code()), Some("plugin_not_a_component"));
+    assert_eq!(
+        registry.install(core_module).err().map(|e| e.code()),
+        Some("plugin_not_a_component")
+    );
+    assert_eq!(
+        registry.install(b"hello").err().map(|e| e.code()),
+        Some("plugin_not_a_component")
+    );
     assert!(registry.list().is_empty());
 }

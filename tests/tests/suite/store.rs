@@ -37,39 +37,91 @@ async fn exercise(db: &Db) {
 
     let a = db.create_clinic("A").await.unwrap();
     let b = db.create_clinic("B").await.unwrap();
-    assert!(db.create_clinic("A").await.is_err(), "clinic names are unique");
+    assert!(
+        db.create_clinic("A").await.is_err(),
+        "clinic names are unique"
+    );
 
-    let pa = db.create_patient(a.id, &fields("Ann", Some("MRN-1"))).await.unwrap();
-    let pb = db.create_patient(b.id, &fields("Bob", Some("MRN-1"))).await.unwrap();
-    assert!(db.create_patient(a.id, &fields("Dup", Some("MRN-1"))).await.is_err(), "MRN unique per clinic");
+    let pa = db
+        .create_patient(a.id, &fields("Ann", Some("MRN-1")))
+        .await
+        .unwrap();
+    let pb = db
+        .create_patient(b.id, &fields("Bob", Some("MRN-1")))
+        .await
+        .unwrap();
+    assert!(
+        db.create_patient(a.id, &fields("Dup", Some("MRN-1")))
+            .await
+            .is_err(),
+        "MRN unique per clinic"
+    );
 
     // Reads are scoped by clinic.
     assert_eq!(db.patient(a.id, pa.id).await.unwrap().as_ref(), Some(&pa));
     assert_eq!(db.patient(b.id, pa.id).await.unwrap(), None);
     let found = db
-        .patients(a.id, &PatientFilter { q: Some("doe".into()), birth_date: None }, None, 10)
+        .patients(
+            a.id,
+            &PatientFilter {
+                q: Some("doe".into()),
+                birth_date: None,
+            },
+            None,
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(found.iter().map(|p| p.id).collect::<Vec<_>>(), vec![pa.id]);
     let underscore = db
-        .patients(a.id, &PatientFilter { q: Some("_".into()), birth_date: None }, None, 10)
+        .patients(
+            a.id,
+            &PatientFilter {
+                q: Some("_".into()),
+                birth_date: None,
+            },
+            None,
+            10,
+        )
         .await
         .unwrap();
     assert!(underscore.is_empty(), "LIKE wildcards in q are literal");
 
     // Foreign keys are enforced: no document for a patient of another clinic,
     // nor for a clinic that does not exist.
-    assert!(db.create_document(a.id, pb.id, &document("x")).await.is_err());
-    assert!(db.create_document(uuid::Uuid::now_v7(), pa.id, &document("x")).await.is_err());
+    assert!(
+        db.create_document(a.id, pb.id, &document("x"))
+            .await
+            .is_err()
+    );
+    assert!(
+        db.create_document(uuid::Uuid::now_v7(), pa.id, &document("x"))
+            .await
+            .is_err()
+    );
 
-    let (doc, job) = db.create_document(a.id, pa.id, &document("abc")).await.unwrap();
+    let (doc, job) = db
+        .create_document(a.id, pa.id, &document("abc"))
+        .await
+        .unwrap();
     assert_eq!(job.status, "queued");
-    assert_eq!(db.job(b.id, job.id).await.unwrap(), None, "jobs are scoped by clinic");
+    assert_eq!(
+        db.job(b.id, job.id).await.unwrap(),
+        None,
+        "jobs are scoped by clinic"
+    );
 
     // Two concurrent claims never take the same job.
-    let (_, job2) = db.create_document(a.id, pa.id, &document("def")).await.unwrap();
+    let (_, job2) = db
+        .create_document(a.id, pa.id, &document("def"))
+        .await
+        .unwrap();
     let (c1, c2) = tokio::join!(db.claim_job(), db.claim_job());
-    let claimed: HashSet<_> = [c1.unwrap(), c2.unwrap()].into_iter().flatten().map(|j| j.id).collect();
+    let claimed: HashSet<_> = [c1.unwrap(), c2.unwrap()]
+        .into_iter()
+        .flatten()
+        .map(|j| j.id)
+        .collect();
     assert_eq!(claimed, HashSet::from([job.id, job2.id]));
     assert!(db.claim_job().await.unwrap().is_none());
 
@@ -87,14 +139,21 @@ async fn exercise(db: &Db) {
         created_at: medmemory::db::now(),
     };
     let running = db.job(a.id, job.id).await.unwrap().unwrap();
-    db.complete_job(&running, &[chunk(0, "one"), chunk(1, "two")]).await.unwrap();
+    db.complete_job(&running, &[chunk(0, "one"), chunk(1, "two")])
+        .await
+        .unwrap();
     let third = chunk(0, "three");
-    db.complete_job(&running, std::slice::from_ref(&third)).await.unwrap();
+    db.complete_job(&running, std::slice::from_ref(&third))
+        .await
+        .unwrap();
     let done = db.job(a.id, job.id).await.unwrap().unwrap();
     assert_eq!((done.status.as_str(), done.progress), ("succeeded", 1.0));
     let chunks = db.patient_chunks(a.id, pa.id, &[third.id]).await.unwrap();
     assert_eq!(chunks.len(), 1);
-    assert_eq!(db.patient_chunks(b.id, pa.id, &[third.id]).await.unwrap(), vec![]);
+    assert_eq!(
+        db.patient_chunks(b.id, pa.id, &[third.id]).await.unwrap(),
+        vec![]
+    );
 
     // A crash leaves jobs running; start-up puts them back in the queue.
     assert_eq!(db.requeue_running_jobs().await.unwrap(), 1);
@@ -115,7 +174,9 @@ async fn store_on_sqlite() {
 
 #[tokio::test]
 async fn store_on_postgres() {
-    let Some(admin_url) = postgres_url() else { return };
+    let Some(admin_url) = postgres_url() else {
+        return;
+    };
     let pg = PgDatabase::create(&admin_url).await;
     let db = Db::connect(&pg.url).await.expect("connect");
     exercise(&db).await;
@@ -136,7 +197,11 @@ fn every_foreign_key_says_what_happens_on_delete() {
                 assert!(line.contains("ON DELETE"), "{}: {line}", path.display());
                 seen += 1;
             }
-            assert!(seen >= 8, "{}: expected the schema's foreign keys", path.display());
+            assert!(
+                seen >= 8,
+                "{}: expected the schema's foreign keys",
+                path.display()
+            );
         }
     }
 }

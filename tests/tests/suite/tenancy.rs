@@ -11,10 +11,19 @@ async fn search_never_returns_another_patients_document() {
     let server = TestServer::start().await;
     let clinic = server.create_clinic("Northside Clinic").await;
     let clinician = server.clinic_token(&clinic, "clinician").await;
-    let first = server.create_patient(&clinician, &clinic, "Ana", "Silva").await;
-    let second = server.create_patient(&clinician, &clinic, "Ben", "Okafor").await;
+    let first = server
+        .create_patient(&clinician, &clinic, "Ana", "Silva")
+        .await;
+    let second = server
+        .create_patient(&clinician, &clinic, "Ben", "Okafor")
+        .await;
     server
-        .ingest_text(&clinician, &clinic, &first, "Knee:\nMild osteoarthritis of the left knee; physiotherapy twice weekly.\n")
+        .ingest_text(
+            &clinician,
+            &clinic,
+            &first,
+            "Knee:\nMild osteoarthritis of the left knee; physiotherapy twice weekly.\n",
+        )
         .await;
     server
         .ingest_text(
@@ -25,13 +34,28 @@ async fn search_never_returns_another_patients_document() {
         )
         .await;
 
-    let hits = server.search(&clinician, &clinic, &first, "cancer chemotherapy treatment").await;
-    assert!(!hits.is_empty(), "the first patient's own chunk is still found");
+    let hits = server
+        .search(&clinician, &clinic, &first, "cancer chemotherapy treatment")
+        .await;
+    assert!(
+        !hits.is_empty(),
+        "the first patient's own chunk is still found"
+    );
     for hit in &hits {
         let text = hit["text"].as_str().unwrap();
-        assert!(!text.contains("carcinoma"), "leaked another patient's chunk: {text}");
+        assert!(
+            !text.contains("carcinoma"),
+            "leaked another patient's chunk: {text}"
+        );
     }
-    let own = server.search(&clinician, &clinic, &second, "cancer chemotherapy treatment").await;
+    let own = server
+        .search(
+            &clinician,
+            &clinic,
+            &second,
+            "cancer chemotherapy treatment",
+        )
+        .await;
     assert!(own[0]["text"].as_str().unwrap().contains("carcinoma"));
 }
 
@@ -48,17 +72,27 @@ async fn clinics_cannot_see_each_other() {
         (Method::GET, format!("/clinics/{b}")),
         (Method::GET, format!("/clinics/{b}/patients")),
         (Method::GET, format!("/clinics/{b}/patients/{patient_b}")),
-        (Method::GET, format!("/clinics/{b}/patients/{patient_b}/documents")),
+        (
+            Method::GET,
+            format!("/clinics/{b}/patients/{patient_b}/documents"),
+        ),
         (Method::DELETE, format!("/clinics/{b}/patients/{patient_b}")),
     ];
     for (method, path) in paths {
-        let (status, body) = server.call(method.clone(), &path, Some(&token_a), None).await;
+        let (status, body) = server
+            .call(method.clone(), &path, Some(&token_a), None)
+            .await;
         assert_eq!(status, 404, "{method} {path}: {body}");
         assert_eq!(body["code"], "clinic_not_found", "{body}");
     }
     // Clinic A's token on its own clinic with B's patient id: still 404.
     let (status, body) = server
-        .call(Method::GET, &format!("/clinics/{a}/patients/{patient_b}"), Some(&token_a), None)
+        .call(
+            Method::GET,
+            &format!("/clinics/{a}/patients/{patient_b}"),
+            Some(&token_a),
+            None,
+        )
         .await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["code"], "patient_not_found");
@@ -73,7 +107,12 @@ async fn clinics_cannot_see_each_other() {
     assert_eq!(status, 404, "{body}");
     // And the patient is untouched.
     let (status, _) = server
-        .call(Method::GET, &format!("/clinics/{b}/patients/{patient_b}"), Some(&token_b), None)
+        .call(
+            Method::GET,
+            &format!("/clinics/{b}/patients/{patient_b}"),
+            Some(&token_b),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
 }
@@ -83,13 +122,26 @@ async fn credentials_are_required_and_roles_limit() {
     let server = TestServer::start().await;
     let clinic = server.create_clinic("Eastside").await;
 
-    let response = server.http.get(server.api(&format!("/clinics/{clinic}/patients"))).send().await.unwrap();
+    let response = server
+        .http
+        .get(server.api(&format!("/clinics/{clinic}/patients")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
     assert!(response.headers().contains_key("www-authenticate"));
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
 
     let (status, body) = server
-        .call(Method::GET, "/clinics", Some("mm_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), None)
+        .call(
+            Method::GET,
+            "/clinics",
+            Some("mm_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            None,
+        )
         .await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["code"], "invalid_token");
@@ -108,7 +160,12 @@ async fn credentials_are_required_and_roles_limit() {
 
     let clinician = server.clinic_token(&clinic, "clinician").await;
     let (status, _) = server
-        .call(Method::POST, "/clinics", Some(&clinician), Some(json!({"name": "Sneaky"})))
+        .call(
+            Method::POST,
+            "/clinics",
+            Some(&clinician),
+            Some(json!({"name": "Sneaky"})),
+        )
         .await;
     assert_eq!(status, 403);
     // A clinician cannot mint a clinic admin.
