@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         Some("setup") => setup(&root),
         Some("models") => models(&root),
         Some("plugins") => plugins(&root),
-        Some("serve") => setup(&root).and_then(|()| serve(&args[1..])),
+        Some("serve") => setup(&root).and_then(|()| serve(&root, &args[1..])),
         Some("test") => setup(&root).and_then(|()| test(&root)),
         _ => {
             eprintln!("usage: cargo xtask <setup|models|plugins|serve|test>");
@@ -231,18 +231,18 @@ fn plugins(root: &Path) -> Result {
     Ok(())
 }
 
-fn serve(extra: &[String]) -> Result {
-    run(cargo()
-        .args([
-            "run",
-            "--package",
-            "medmemory",
-            "--bin",
-            "medmemory",
-            "--",
-            "serve",
-        ])
-        .args(extra))
+/// Builds the binary and every test in one invocation. Every build of the
+/// workspace goes through here: cargo unifies features per selection, so
+/// `cargo run -p medmemory` would resolve other features than the test build
+/// and compile LanceDB and its tree a second time.
+fn build() -> Result {
+    run(cargo().args(["build", "--workspace", "--all-targets"]))
+}
+
+fn serve(root: &Path, extra: &[String]) -> Result {
+    build()?;
+    let binary = target_dir(root).join("debug/medmemory");
+    run(Command::new(binary).arg("serve").args(extra))
 }
 
 /// Every check CI runs: format, plugin unit tests, then the workspace tests
@@ -259,7 +259,7 @@ fn test(root: &Path) -> Result {
     run(cargo()
         .args(["test", "--manifest-path", "plugins/Cargo.toml"])
         .env("CARGO_TARGET_DIR", target_dir(root).join("plugins-native")))?;
-    run(cargo().args(["build", "--package", "medmemory", "--bin", "medmemory"]))?;
+    build()?;
     run(cargo()
         .args(["test", "--workspace", "--", "--test-threads=2"])
         .env("MEDMEMORY_TEST_MODELS_DIR", root.join("data/models"))
