@@ -72,17 +72,26 @@ pub fn sections(text: &str) -> Vec<TextSection> {
     out
 }
 
-/// A Markdown heading (`## Plan`) or a short line ending in a colon (`Plan:`).
+/// Words that open sentences, not headings (`The patient reports:`).
+const SENTENCE_STARTS: [&str; 12] = [
+    "the", "a", "an", "she", "he", "they", "we", "i", "it", "this", "there", "patient",
+];
+
+/// A Markdown heading (`## Plan`) or a short label ending in a colon
+/// (`Medications:`, `History of present illness:`).
 fn heading(line: &str) -> Option<&str> {
     if let Some(rest) = line.strip_prefix('#') {
         let title = rest.trim_start_matches('#').trim();
         return (!title.is_empty()).then_some(title);
     }
     let title = line.strip_suffix(':')?.trim();
-    let short = !title.is_empty() && title.len() <= 60 && title.split_whitespace().count() <= 6;
-    let heading_like =
-        title.chars().next().is_some_and(char::is_uppercase) && !title.contains(['.', ':', ';']);
-    (short && heading_like).then_some(title)
+    let mut words = title.split_whitespace();
+    let first = words.next()?;
+    let short = title.len() <= 60 && words.count() < 4;
+    let label_like = first.chars().next().is_some_and(char::is_uppercase)
+        && !SENTENCE_STARTS.contains(&first.to_lowercase().as_str())
+        && !title.contains(['.', ':', ';']);
+    (short && label_like).then_some(title)
 }
 
 /// The lines of the section being built, with the byte span they cover.
@@ -152,6 +161,11 @@ mod tests {
     #[test]
     fn sentences_ending_in_colons_are_not_headings() {
         assert_eq!(heading("The patient reports the following:"), None);
+        assert_eq!(heading("She reports:"), None);
+        assert_eq!(
+            heading("History of present illness:"),
+            Some("History of present illness")
+        );
         assert_eq!(heading("Plan:"), Some("Plan"));
         assert_eq!(heading("## Assessment"), Some("Assessment"));
     }
