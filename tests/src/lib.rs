@@ -34,6 +34,12 @@ pub fn plugins_dir() -> PathBuf {
         .map_or_else(|| repo_root().join("data/plugins"), PathBuf::from)
 }
 
+/// Where `cargo xtask plugins` put the hostile test components.
+pub fn hostile_plugins_dir() -> PathBuf {
+    std::env::var_os("MEDMEMORY_TEST_HOSTILE_DIR")
+        .map_or_else(|| repo_root().join("data/test-plugins"), PathBuf::from)
+}
+
 /// Whether this run is CI, where nothing may be skipped.
 pub fn in_ci() -> bool {
     std::env::var_os("CI").is_some()

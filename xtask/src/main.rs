@@ -35,10 +35,11 @@ fn main() -> ExitCode {
         Some("setup") => setup(&root),
         Some("models") => models(&root),
         Some("plugins") => plugins(&root),
+        Some("build") => build(),
         Some("serve") => setup(&root).and_then(|()| serve(&root, &args[1..])),
         Some("test") => setup(&root).and_then(|()| test(&root)),
         _ => {
-            eprintln!("usage: cargo xtask <setup|models|plugins|serve|test>");
+            eprintln!("usage: cargo xtask <setup|models|plugins|build|serve|test>");
             return ExitCode::from(2);
         }
     };
@@ -195,7 +196,9 @@ fn sha256(path: &Path) -> Result<String> {
 }
 
 /// Builds every crate under `plugins/` for wasm32-wasip2 and copies each
-/// component to `data/plugins/<name>.wasm`.
+/// component: first-party plugins (`medmemory-plugin-*`) to
+/// `data/plugins/<name>.wasm`, the hostile test plugins
+/// (`medmemory-test-plugin-*`) to `data/test-plugins/<name>.wasm`.
 fn plugins(root: &Path) -> Result {
     let target = target_dir(root).join("plugins");
     run(cargo()
@@ -209,25 +212,30 @@ fn plugins(root: &Path) -> Result {
         ])
         .env("CARGO_TARGET_DIR", &target))?;
     let built = target.join("wasm32-wasip2/release");
-    let out = root.join("data/plugins");
-    fs::create_dir_all(&out).map_err(|e| e.to_string())?;
     let mut copied = 0;
-    for entry in fs::read_dir(&built).map_err(|e| e.to_string())? {
-        let path = entry.map_err(|e| e.to_string())?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let Some(stem) = name
-            .strip_prefix("medmemory_plugin_")
-            .and_then(|n| n.strip_suffix(".wasm"))
-        else {
-            continue;
-        };
-        fs::copy(&path, out.join(format!("{}.wasm", stem.replace('_', "-"))))
-            .map_err(|e| e.to_string())?;
-        copied += 1;
+    for (prefix, folder) in [
+        ("medmemory_plugin_", "data/plugins"),
+        ("medmemory_test_plugin_", "data/test-plugins"),
+    ] {
+        let out = root.join(folder);
+        fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+        for entry in fs::read_dir(&built).map_err(|e| e.to_string())? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(stem) = name
+                .strip_prefix(prefix)
+                .and_then(|n| n.strip_suffix(".wasm"))
+            else {
+                continue;
+            };
+            let dest = out.join(format!("{}.wasm", stem.replace('_', "-")));
+            fs::copy(&path, dest).map_err(|e| e.to_string())?;
+            copied += 1;
+        }
     }
-    eprintln!("xtask: {copied} plugin(s) in {}", out.display());
+    eprintln!("xtask: {copied} component(s) built");
     Ok(())
 }
 
@@ -265,5 +273,6 @@ fn test(root: &Path) -> Result {
     run(cargo()
         .args(["test", "--workspace", "--", "--test-threads=2"])
         .env("MEDMEMORY_TEST_MODELS_DIR", root.join("data/models"))
-        .env("MEDMEMORY_TEST_PLUGINS_DIR", root.join("data/plugins")))
+        .env("MEDMEMORY_TEST_PLUGINS_DIR", root.join("data/plugins"))
+        .env("MEDMEMORY_TEST_HOSTILE_DIR", root.join("data/test-plugins")))
 }

@@ -93,3 +93,98 @@ fn non_components_are_refused() {
     );
     assert!(registry.list().is_empty());
 }
+
+/// Each hostile component is refused at install or fails its own call with its
+/// stable code, within its budget; the good plugin answers right after each.
+#[test]
+fn hostile_plugins_fail_alone_with_stable_codes() {
+    let Some(good) = text_plugin() else { return };
+    let dir = medmemory_tests::hostile_plugins_dir();
+    let cache = tempfile::tempdir().unwrap();
+    let host = PluginHost::new(Limits {
+        fuel: 200_000_000,
+        memory_bytes: 32 * 1024 * 1024,
+        deadline: Duration::from_secs(2),
+        max_input_bytes: 1024 * 1024,
+        max_output_bytes: 1024 * 1024,
+    })
+    .expect("engine");
+    let registry = Registry::new(Arc::new(host), cache.path().to_path_buf());
+    let good = registry.install(&good).expect("install text");
+
+    let refused = [
+        ("filesystem", "plugin_forbidden_import"),
+        ("sockets", "plugin_forbidden_import"),
+    ];
+    for (name, code) in refused {
+        let bytes = std::fs::read(dir.join(format!("{name}.wasm")))
+            .unwrap_or_else(|e| panic!("{name}.wasm: {e}; run `cargo xtask plugins`"));
+        let error = registry
+            .install(&bytes)
+            .err()
+            .unwrap_or_else(|| panic!("{name} installed"));
+        assert_eq!(error.code(), code, "{name}: {error}");
+    }
+    assert_eq!(registry.list().len(), 1, "a refused plugin left a trace");
+
+    let failing = [
+        ("loop", "plugin_fuel_exhausted"),
+        ("memory-bomb", "plugin_memory_exceeded"),
+        ("recursion", "plugin_trapped"),
+        ("panic", "plugin_trapped"),
+        ("huge-output", "plugin_output_too_large"),
+    ];
+    for (name, code) in failing {
+        let bytes = std::fs::read(dir.join(format!("{name}.wasm"))).expect("hostile component");
+        let plugin = registry
+            .install(&bytes)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let started = std::time::Instant::now();
+        let (result, _) = registry
+            .host()
+            .parse(&plugin, "application/x-hostile", b"input");
+        let elapsed = started.elapsed();
+        let failure = result.err().unwrap_or_else(|| panic!("{name} succeeded"));
+        assert_eq!(failure.code(), code, "{name}: {failure}");
+        assert!(
+            elapsed < Duration::from_secs(3),
+            "{name} ran {elapsed:?}, past its budget"
+        );
+
+        let (ok, _) = registry
+            .host()
+            .parse(&good, "text/plain", b"Plan:\nWalk daily.\n");
+        assert_eq!(ok.expect("the good plugin still answers").sections.len(), 1);
+    }
+}
+
+/// With fuel to spare, the epoch deadline is what stops a runaway plugin.
+#[test]
+fn the_deadline_stops_a_loop_that_fuel_would_not() {
+    let dir = medmemory_tests::hostile_plugins_dir();
+    let Ok(bytes) = std::fs::read(dir.join("loop.wasm")) else {
+        assert!(!in_ci(), "CI must build the hostile plugins");
+        return;
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let host = PluginHost::new(Limits {
+        fuel: u64::MAX,
+        memory_bytes: 32 * 1024 * 1024,
+        deadline: Duration::from_millis(300),
+        max_input_bytes: 1024,
+        max_output_bytes: 1024,
+    })
+    .expect("engine");
+    let registry = Registry::new(Arc::new(host), cache.path().to_path_buf());
+    let plugin = registry.install(&bytes).expect("install");
+    let started = std::time::Instant::now();
+    let (result, _) = registry
+        .host()
+        .parse(&plugin, "application/x-hostile", b"x");
+    assert_eq!(result.unwrap_err().code(), "plugin_deadline_exceeded");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(2),
+        "{elapsed:?}"
+    );
+}

@@ -1,0 +1,43 @@
+//! Recurses without bound: must overflow the stack and trap.
+wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "parser-plugin",
+});
+
+use exports::medmemory::plugin::parser::{Document, Guest, Parsed};
+use medmemory::plugin::types::{PluginError, PluginInfo, PluginKind};
+
+struct Hostile;
+
+fn info(name: &str) -> PluginInfo {
+    PluginInfo {
+        name: name.into(),
+        version: "0.1.0".into(),
+        kind: PluginKind::Parser,
+        description: "hostile test plugin".into(),
+        media_types: vec!["application/x-hostile".into()],
+    }
+}
+
+export!(Hostile);
+
+#[inline(never)]
+fn descend(depth: u64, pad: [u64; 16]) -> u64 {
+    // Never true in practice: the stack runs out long before.
+    if depth == u64::MAX {
+        return 0;
+    }
+    let next = std::hint::black_box(pad);
+    descend(depth + 1, next) + next[(depth % 16) as usize]
+}
+
+impl Guest for Hostile {
+    fn describe() -> PluginInfo {
+        info("hostile-recursion")
+    }
+
+    fn parse(_doc: Document) -> Result<Parsed, PluginError> {
+        let depth = descend(0, [1; 16]);
+        Err(PluginError::Internal(format!("unreachable: {depth}")))
+    }
+}
