@@ -3,11 +3,11 @@
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "parser-plugin",
+    world: "parser",
 });
 
 #[allow(unused_imports)]
-use exports::medmemory::plugin::parser::{Document, Guest, Parsed, TextSection};
+use exports::medmemory::plugin::document_parser::{Document, Guest, Parsed, TextSection};
 #[allow(unused_imports)]
 use medmemory::plugin::types::{PluginError, PluginInfo, PluginKind, Span};
 
