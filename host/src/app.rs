@@ -15,7 +15,7 @@ use crate::ingest::Worker;
 use crate::ingest::blobs::BlobStore;
 use crate::memory::VectorStore;
 use crate::ml::Embedder;
-use crate::plugins::{PluginHost, Registry};
+use crate::plugins::{PluginHost, Plugins, Registry};
 
 /// How often each instance checks the database for policy changes made
 /// elsewhere (the CLI, another instance).
@@ -30,7 +30,7 @@ pub struct App {
     /// The live RBAC enforcer.
     pub authz: Authz,
     /// Installed plugins and the sandbox that runs them.
-    pub plugins: Arc<Registry>,
+    pub plugins: Arc<Plugins>,
     /// The vector index.
     pub vectors: VectorStore,
     /// Document bytes.
@@ -71,12 +71,19 @@ impl App {
         let host = PluginHost::new(settings.plugin_limits())
             .map_err(|e| anyhow::anyhow!("{e:#}"))
             .context("starting the plugin engine")?;
-        let plugins = Arc::new(Registry::new(Arc::new(host), settings.plugin_cache_dir()));
-        let plugins_dir = settings.plugins_dir();
-        let count = {
-            let plugins = plugins.clone();
-            tokio::task::spawn_blocking(move || plugins.install_dir(&plugins_dir)).await??
-        };
+        let registry = Arc::new(Registry::new(Arc::new(host), settings.plugin_cache_dir()));
+        let plugins = Arc::new(Plugins::new(
+            registry,
+            db.clone(),
+            settings.plugin_store_dir(),
+            settings.plugin_breaker(),
+        ));
+        let first_party = plugins.install_dir(&settings.plugins_dir()).await;
+        let count = plugins
+            .load_recorded()
+            .await
+            .context("loading installed plugins")?;
+        tracing::info!(first_party, "first-party plugins installed at start");
         tracing::info!(count, "plugins installed at start");
         Ok(Arc::new(App {
             blobs: BlobStore::new(settings.blobs_dir()),

@@ -34,6 +34,12 @@ pub struct Settings {
     pub plugin_memory_bytes: usize,
     /// Wall-clock deadline of one plugin call, in milliseconds.
     pub plugin_deadline_ms: u64,
+    /// Largest output accepted from one plugin call, in bytes of text.
+    pub plugin_max_output_bytes: usize,
+    /// Consecutive plugin failures that open its circuit breaker.
+    pub plugin_breaker_threshold: u32,
+    /// How long an open breaker refuses calls, in milliseconds.
+    pub plugin_breaker_cooldown_ms: u64,
 }
 
 impl Default for Settings {
@@ -50,6 +56,9 @@ impl Default for Settings {
             plugin_fuel: 2_000_000_000,
             plugin_memory_bytes: 256 * 1024 * 1024,
             plugin_deadline_ms: 10_000,
+            plugin_max_output_bytes: 32 * 1024 * 1024,
+            plugin_breaker_threshold: 5,
+            plugin_breaker_cooldown_ms: 60_000,
         }
     }
 }
@@ -107,10 +116,23 @@ impl Settings {
         crate::plugins::Limits {
             fuel: self.plugin_fuel,
             memory_bytes: self.plugin_memory_bytes,
-            deadline: std::time::Duration::from_millis(self.plugin_deadline_ms),
+            deadline_ms: self.plugin_deadline_ms,
             max_input_bytes: self.max_upload_bytes,
-            max_output_bytes: 4 * self.max_upload_bytes,
+            max_output_bytes: self.plugin_max_output_bytes,
         }
+    }
+
+    /// When a plugin's circuit breaker opens and for how long.
+    pub fn plugin_breaker(&self) -> crate::plugins::BreakerPolicy {
+        crate::plugins::BreakerPolicy {
+            threshold: self.plugin_breaker_threshold.max(1),
+            cool_down: std::time::Duration::from_millis(self.plugin_breaker_cooldown_ms),
+        }
+    }
+
+    /// Where installed components are kept, by SHA-256.
+    pub fn plugin_store_dir(&self) -> PathBuf {
+        self.data_dir.join("plugin-store")
     }
 
     /// The host-owned cache of compiled plugins.

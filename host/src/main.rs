@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use medmemory::app::{App, AppState};
 use medmemory::config::Settings;
 use medmemory::db::Db;
-use medmemory::plugins::{PluginHost, Registry};
+use medmemory::plugins::{LimitOverrides, PluginHost, Plugins, Registry};
 
 #[derive(Parser)]
 #[command(
@@ -60,13 +60,51 @@ struct TokenArgs {
 
 #[derive(Subcommand)]
 enum PluginCommand {
-    /// Vet and compile a component, then copy it into the plugins folder.
+    /// Vet, compile and record a component in the configured database (as an
+    /// upload to `POST /plugins` would); clinics then enable it.
     Install {
         /// The `.wasm` component.
         file: PathBuf,
     },
-    /// List the plugins in the plugins folder.
+    /// List the plugins recorded in the configured database.
     List,
+    /// Run a component locally, without a server or database, and print its
+    /// output with the fuel, time and peak memory it used.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The `.wasm` component.
+    file: PathBuf,
+    /// The input: a document for parsers; a JSON hook request for clinical
+    /// rules; `{"query": {...}, "chunks": [...]}` for retrievers.
+    #[arg(long)]
+    input: PathBuf,
+    /// The media type handed to a parser; default: sniffed from the input.
+    #[arg(long)]
+    media_type: Option<String>,
+    /// A setting for the plugin's `config` import, `key=value`; repeatable.
+    #[arg(long = "config", value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    /// Fuel budget (default: the host's).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Memory cap in MiB (default: the host's).
+    #[arg(long)]
+    memory_mib: Option<usize>,
+    /// Deadline in milliseconds (default: the host's).
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+    /// Calls to make; the report gives their median and 99th percentile.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| "expected key=value".to_owned())
 }
 
 fn main() -> ExitCode {
@@ -94,8 +132,24 @@ fn main() -> ExitCode {
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(settings).await,
             Command::Token(TokenCommand::Create(args)) => create_token(settings, args).await,
-            Command::Plugin(PluginCommand::Install { file }) => install_plugin(settings, file),
-            Command::Plugin(PluginCommand::List) => list_plugins(settings),
+            Command::Plugin(PluginCommand::Install { file }) => {
+                install_plugin(settings, file).await
+            }
+            Command::Plugin(PluginCommand::List) => list_plugins(settings).await,
+            Command::Plugin(PluginCommand::Run(args)) => medmemory::plugins::run::run(
+                &settings,
+                &args.file,
+                &args.input,
+                args.media_type.as_deref(),
+                args.config.into_iter().collect(),
+                &LimitOverrides {
+                    fuel: args.fuel,
+                    memory_bytes: args.memory_mib.map(|m| m * 1024 * 1024),
+                    deadline_ms: args.deadline_ms,
+                    ..LimitOverrides::default()
+                },
+                args.repeat,
+            ),
         }
     });
     match result {
@@ -177,43 +231,51 @@ async fn create_token(settings: Settings, args: TokenArgs) -> anyhow::Result<()>
     Ok(())
 }
 
-fn offline_registry(settings: &Settings) -> anyhow::Result<Registry> {
+/// The plugin platform over the configured database, without a server.
+async fn offline_plugins(settings: &Settings) -> anyhow::Result<Plugins> {
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let db = Db::connect(&settings.database_url()).await?;
+    db.migrate().await?;
     let host = PluginHost::new(settings.plugin_limits()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    Ok(Registry::new(Arc::new(host), settings.plugin_cache_dir()))
+    let registry = Arc::new(Registry::new(Arc::new(host), settings.plugin_cache_dir()));
+    Ok(Plugins::new(
+        registry,
+        db,
+        settings.plugin_store_dir(),
+        settings.plugin_breaker(),
+    ))
 }
 
-fn install_plugin(settings: Settings, file: PathBuf) -> anyhow::Result<()> {
+async fn install_plugin(settings: Settings, file: PathBuf) -> anyhow::Result<()> {
     let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-    let registry = offline_registry(&settings)?;
-    let plugin = registry
-        .install(&bytes)
+    let plugins = offline_plugins(&settings).await?;
+    let plugin = plugins
+        .install(bytes, false, true)
+        .await
         .map_err(|e| anyhow::anyhow!("{} ({})", e, e.code()))?;
-    let dir = settings.plugins_dir();
-    std::fs::create_dir_all(&dir)?;
-    let target = dir.join(format!("{}.wasm", plugin.info.name));
-    std::fs::write(&target, &bytes)?;
+    let info = &plugin.info;
     println!(
-        "{} {} {} -> {}",
-        plugin.info.name,
-        plugin.info.version,
-        plugin.info.id,
-        target.display()
+        "{}\t{}\t{}\t{}",
+        info.id,
+        info.name,
+        info.version,
+        info.kind.as_str()
     );
     Ok(())
 }
 
-fn list_plugins(settings: Settings) -> anyhow::Result<()> {
-    let registry = offline_registry(&settings)?;
-    registry.install_dir(&settings.plugins_dir())?;
-    for plugin in registry.list() {
-        let info = &plugin.info;
+async fn list_plugins(settings: Settings) -> anyhow::Result<()> {
+    let plugins = offline_plugins(&settings).await?;
+    plugins.install_dir(&settings.plugins_dir()).await;
+    for plugin in plugins.list(false).await? {
         println!(
-            "{}\t{}\t{}\t{}\t{}",
-            info.name,
-            info.version,
-            info.kind,
-            info.media_types.join(","),
-            info.id
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            plugin.id,
+            plugin.name,
+            plugin.version,
+            plugin.kind,
+            plugin.media_types.join(","),
+            if plugin.first_party { "first-party" } else { "third-party" }
         );
     }
     Ok(())

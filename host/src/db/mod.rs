@@ -12,6 +12,7 @@ pub mod clinics;
 pub mod documents;
 pub mod jobs;
 pub mod patients;
+pub mod plugins;
 pub mod rbac;
 pub mod tokens;
 

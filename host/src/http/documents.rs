@@ -71,11 +71,18 @@ pub async fn upload(
         ));
     }
     let media_type = sniff::media_type(&bytes);
-    if state.plugins.parser_for(media_type).is_none() {
+    if state
+        .plugins
+        .parser_for(patient.clinic_id, media_type)
+        .await?
+        .is_none()
+    {
         return Err(Error::problem(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            format!("the content sniffs as {media_type}, which no installed parser handles"),
+            format!(
+                "the content sniffs as {media_type}, which no parser enabled for this clinic handles"
+            ),
         ));
     }
     let declared = headers

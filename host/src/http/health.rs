@@ -74,7 +74,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         (None, Some(e)) => Err(e),
         (None, None) => Err("loading".to_owned()),
     };
-    let plugins = if state.plugins.list().is_empty() {
+    let plugins = if state.plugins.registry().list().is_empty() {
         Err(format!(
             "no plugin installed; build them with `cargo xtask plugins` into {}",
             state.settings.plugins_dir().display()

@@ -16,6 +16,7 @@ pub mod health;
 pub mod jobs;
 pub mod openapi;
 pub mod patients;
+pub mod plugins;
 pub mod search;
 pub mod tokens;
 
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .merge(patients::router())
         .merge(documents::router(&state.settings))
         .merge(jobs::router())
+        .merge(plugins::router())
         .merge(search::router())
         .merge(tokens::router());
     Router::new()

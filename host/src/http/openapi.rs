@@ -6,7 +6,7 @@ use axum::routing::get;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{clinics, documents, error, health, jobs, patients, search, tokens};
+use super::{clinics, documents, error, health, jobs, patients, plugins, search, tokens};
 use crate::app::AppState;
 
 /// The MedMemory REST API.
@@ -19,6 +19,8 @@ use crate::app::AppState;
         patients::create, patients::list, patients::read, patients::update, patients::remove,
         documents::upload, documents::list, documents::read, documents::content,
         jobs::read, search::search, tokens::create,
+        plugins::list, plugins::install, plugins::read, plugins::stats, plugins::clinic_list,
+        plugins::enable, plugins::disable, plugins::configure,
     ),
     components(schemas(error::Problem)),
     modifiers(&Bearer),

@@ -10,6 +10,7 @@
 pub mod blobs;
 pub mod chunking;
 pub mod sniff;
+mod render;
 mod worker;
 
 pub use worker::{Worker, run_job};

@@ -6,6 +6,11 @@ pub fn media_type(bytes: &[u8]) -> &'static str {
     if bytes.starts_with(b"%PDF-") {
         return "application/pdf";
     }
+    // HL7 v2 is often ISO 8859-1 rather than UTF-8; the parser decides.
+    let lead = bytes.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    if bytes[lead..].starts_with(b"MSH|") {
+        return "application/x-hl7-v2+er7";
+    }
     let Ok(text) = std::str::from_utf8(bytes) else {
         return "application/octet-stream";
     };
@@ -14,17 +19,14 @@ pub fn media_type(bytes: &[u8]) -> &'static str {
         return "application/octet-stream";
     }
     let head = text.trim_start();
-    if head.starts_with("MSH|") {
-        return "application/x-hl7-v2+er7";
-    }
-    if (head.starts_with('{') || head.starts_with('['))
-        && serde_json::from_str::<serde_json::Value>(head).is_ok()
-    {
-        return if head.contains("\"resourceType\"") {
-            "application/fhir+json"
-        } else {
-            "application/json"
-        };
+    if head.starts_with('{') || head.starts_with('[') {
+        // FHIR even when truncated: the FHIR parser then says what is wrong.
+        if head.contains("\"resourceType\"") {
+            return "application/fhir+json";
+        }
+        if serde_json::from_str::<serde_json::Value>(head).is_ok() {
+            return "application/json";
+        }
     }
     if head.starts_with("<?xml") || head.starts_with('<') {
         return if head.contains("urn:hl7-org:v3") {
@@ -64,6 +66,18 @@ mod tests {
         assert_eq!(
             media_type(br#"{"resourceType":"Bundle"}"#),
             "application/fhir+json"
+        );
+        assert_eq!(
+            media_type(br#"{"resourceType":"Bundle","entry":["#),
+            "application/fhir+json"
+        );
+        assert_eq!(
+            media_type(b"MSH|^~\\&|LAB|||\rNTE|1||caf\xe9\r"),
+            "application/x-hl7-v2+er7"
+        );
+        assert_eq!(
+            media_type(b"<ClinicalDocument xmlns=\"urn:hl7-org:v3\">"),
+            "application/cda+xml"
         );
         assert_eq!(
             media_type(&[0xff, 0xd8, 0xff, 0xe0, 0, 1, 2]),

@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::chunking;
+use super::{chunking, render};
 use crate::app::App;
 use crate::db::chunks::Chunk;
 use crate::db::jobs::Job;
 use crate::db::{new_id, now};
 use crate::memory::VectorRow;
+use crate::plugins::{CallError, CallFor};
 
 /// How long an idle worker sleeps before polling again without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(2);
@@ -88,9 +89,11 @@ pub async fn run_job(app: &Arc<App>, job: &Job) -> Result<(), JobFailure> {
         .get(&document.sha256)
         .await
         .map_err(|e| internal(&e))?;
-    let parser = app
+    let (parser, ctx) = app
         .plugins
-        .parser_for(&document.media_type)
+        .parser_for(job.clinic_id, &document.media_type)
+        .await
+        .map_err(|e| internal(&e))?
         .ok_or_else(|| {
             failure(
                 "no_parser",
@@ -98,21 +101,29 @@ pub async fn run_job(app: &Arc<App>, job: &Job) -> Result<(), JobFailure> {
             )
         })?;
 
-    // Parse in the sandbox, off the async runtime.
-    let registry = app.plugins.clone();
-    let media_type = document.media_type.clone();
-    let (parsed, outcome) =
-        tokio::task::spawn_blocking(move || registry.host().parse(&parser, &media_type, &bytes))
-            .await
-            .map_err(|e| internal(&e))?;
-    let parsed = parsed.map_err(|f| failure(f.code(), f.to_string()))?;
+    // Parse in the sandbox (off the async runtime), audited.
+    let who = CallFor {
+        clinic: Some(job.clinic_id),
+        patient: Some(document.patient_id),
+        request_id: None,
+    };
+    let (parsed, outcome) = app
+        .plugins
+        .parse(&parser, ctx, &who, &document.media_type, Arc::new(bytes))
+        .await
+        .map_err(|e| match e {
+            CallError::Plugin(f) => failure(f.code(), f.to_string()),
+            CallError::Audit(m) => failure("audit_failed", m),
+        })?;
     tracing::debug!(job = %job.id, fuel = outcome.fuel_used, elapsed_ms = outcome.elapsed.as_millis() as u64, "parsed");
     let _ = app.db.set_job_progress(job.id, 0.3).await;
 
     let embedder = app
         .embedder()
         .ok_or_else(|| failure("model_unavailable", "the embedding model is not loaded"))?;
-    let sections: Vec<_> = parsed.sections.into_iter().collect();
+    // Records become searchable text too: "her last A1c" finds an HL7 result.
+    let mut sections: Vec<_> = parsed.sections;
+    sections.extend(parsed.records.iter().map(render::record_section));
     let pieces = {
         let embedder = embedder.clone();
         tokio::task::spawn_blocking(move || {

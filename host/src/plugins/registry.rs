@@ -1,22 +1,28 @@
-//! Installed plugins: vetted, compiled once into a host-owned cache, described.
+//! Compiled plugins in this process: vetted, compiled once into a host-owned
+//! cache, described.
 //!
-//! A component is refused at install if it is not a component, imports a WASI
+//! A component is refused at install if it is not a component, imports an
 //! interface outside the granted set (files, sockets, HTTP), does not export a
-//! semver-compatible `medmemory:plugin` world, or fails to compile. Compiled
-//! code is cached under the data folder keyed by the component's SHA-256 and the
-//! engine's compatibility hash; uploaded precompiled code is never accepted.
+//! semver-compatible `medmemory:plugin` world, fails to compile, or describes
+//! itself inconsistently. Compiled code is cached under the data folder keyed by
+//! the component's SHA-256 and the engine's compatibility hash; uploaded
+//! precompiled code is never accepted (the bytes must be a component).
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use super::bindings::{ParserPluginPre, types};
-use super::engine::{CallState, PluginHost};
+use super::bindings::{clinical_rules, parser, retriever, rule, types};
+use super::breaker::Breaker;
+use super::contract::{self, Kind};
+use super::engine::{PluginHost, Pre};
 
 /// WASI interfaces a plugin may never import.
 const FORBIDDEN_IMPORTS: [&str; 3] = ["wasi:filesystem", "wasi:sockets", "wasi:http"];
@@ -31,42 +37,58 @@ pub struct PluginInfo {
     /// The plugin's own version.
     pub version: String,
     /// parser, clinical-rule or retriever.
-    pub kind: String,
+    pub kind: Kind,
     /// One line for admins.
     pub description: String,
     /// Media types a parser handles.
     pub media_types: Vec<String>,
     /// The contract version it was built against.
     pub wit_version: String,
+    /// The CDS services of a clinical rule: (id, hook, title).
+    pub services: Vec<ServiceInfo>,
+    /// Size of the component in bytes.
+    pub size_bytes: usize,
+}
+
+/// A CDS service a clinical-rule plugin offers.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ServiceInfo {
+    /// Unique within the plugin.
+    pub id: String,
+    /// The hook it answers, e.g. `patient-view`.
+    pub hook: String,
+    /// Human-readable name.
+    pub title: String,
+    /// What it checks.
+    pub description: String,
 }
 
 /// An installed, compiled, ready-to-instantiate plugin.
 pub struct InstalledPlugin {
     /// What it is.
     pub info: PluginInfo,
-    pub(crate) pre: ParserPluginPre<CallState>,
+    pub(crate) pre: Pre,
+    /// Trips when the plugin keeps failing.
+    pub breaker: Breaker,
 }
 
 /// Why a component was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
     /// The bytes are not a WebAssembly component.
-    #[error("not a WebAssembly component (a core module or other bytes)")]
+    #[error("not a WebAssembly component (a core module, a precompiled artefact or other bytes)")]
     NotAComponent,
     /// It imports an interface outside the granted set.
     #[error("the component imports `{0}`, which plugins may not use")]
     ForbiddenImport(String),
     /// It does not implement a compatible contract.
-    #[error("the component does not implement medmemory:plugin parser@{compat}: {reason}", compat = super::WIT_VERSION)]
-    IncompatibleContract {
-        /// What wasmtime reported.
-        reason: String,
-    },
+    #[error("{0}")]
+    IncompatibleContract(String),
     /// Compilation failed.
     #[error("the component failed to compile: {0}")]
     Compile(String),
     /// `describe()` failed or returned nonsense.
-    #[error("describe() failed: {0}")]
+    #[error("describe() failed or is inconsistent: {0}")]
     Describe(String),
     /// Reading or writing the cache failed.
     #[error("plugin cache: {0}")]
@@ -79,7 +101,7 @@ impl InstallError {
         match self {
             InstallError::NotAComponent => "plugin_not_a_component",
             InstallError::ForbiddenImport(_) => "plugin_forbidden_import",
-            InstallError::IncompatibleContract { .. } => "plugin_incompatible_contract",
+            InstallError::IncompatibleContract(_) => "plugin_incompatible_contract",
             InstallError::Compile(_) => "plugin_compile_failed",
             InstallError::Describe(_) => "plugin_describe_failed",
             InstallError::Cache(_) => "plugin_cache_failed",
@@ -87,11 +109,11 @@ impl InstallError {
     }
 }
 
-/// The set of installed plugins.
+/// The plugins compiled in this process, by id.
 pub struct Registry {
     host: Arc<PluginHost>,
     cache_dir: PathBuf,
-    plugins: RwLock<Vec<Arc<InstalledPlugin>>>,
+    plugins: RwLock<HashMap<String, Arc<InstalledPlugin>>>,
 }
 
 impl Registry {
@@ -100,40 +122,13 @@ impl Registry {
         Registry {
             host,
             cache_dir,
-            plugins: RwLock::new(Vec::new()),
+            plugins: RwLock::new(HashMap::new()),
         }
     }
 
     /// The plugin host.
     pub fn host(&self) -> &Arc<PluginHost> {
         &self.host
-    }
-
-    /// Installs every `*.wasm` in `dir`; returns how many were installed.
-    /// A plugin that is refused is logged and skipped.
-    pub fn install_dir(&self, dir: &Path) -> std::io::Result<usize> {
-        let mut installed = 0;
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Ok(0);
-        };
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-            .collect();
-        paths.sort();
-        for path in paths {
-            let bytes = std::fs::read(&path)?;
-            match self.install(&bytes) {
-                Ok(plugin) => {
-                    tracing::info!(plugin = %plugin.info.name, version = %plugin.info.version, id = %plugin.info.id, "plugin installed");
-                    installed += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), code = e.code(), error = %e, "plugin refused")
-                }
-            }
-        }
-        Ok(installed)
     }
 
     /// Vets, compiles (or loads from cache), describes and registers a component.
@@ -147,66 +142,107 @@ impl Registry {
         }
         let component = self.compile(&id, bytes)?;
         let engine = &self.host.engine;
-        for (name, _) in component.component_type().imports(engine) {
+        let ty = component.component_type();
+        for (name, _) in ty.imports(engine) {
             if FORBIDDEN_IMPORTS.iter().any(|f| name.starts_with(f)) {
                 return Err(InstallError::ForbiddenImport(name.to_owned()));
             }
         }
-        let instance_pre = self.host.linker.instantiate_pre(&component).map_err(|e| {
-            InstallError::IncompatibleContract {
-                reason: format!("{e:#}"),
+        let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
+        let contract = contract::check(exports.iter().map(String::as_str))
+            .map_err(|e| InstallError::IncompatibleContract(e.to_string()))?;
+        let incompatible = |e: wasmtime::Error| {
+            InstallError::IncompatibleContract(format!(
+                "the component's imports or exports do not match medmemory:plugin@{}: {e:#}",
+                super::WIT_VERSION
+            ))
+        };
+        let instance_pre = self
+            .host
+            .linker
+            .instantiate_pre(&component)
+            .map_err(incompatible)?;
+        let pre = match contract.kind {
+            Kind::Parser => Pre::Parser(parser::ParserPre::new(instance_pre).map_err(incompatible)?),
+            Kind::ClinicalRule => {
+                Pre::Rule(rule::ClinicalRulePre::new(instance_pre).map_err(incompatible)?)
             }
-        })?;
-        let pre =
-            ParserPluginPre::new(instance_pre).map_err(|e| InstallError::IncompatibleContract {
-                reason: format!("{e:#}"),
-            })?;
+            Kind::Retriever => {
+                Pre::Retriever(retriever::RetrieverPre::new(instance_pre).map_err(incompatible)?)
+            }
+        };
         let described = self
             .host
             .describe(&pre)
             .map_err(|e| InstallError::Describe(e.to_string()))?;
-        if described.name.trim().is_empty() || !matches!(described.kind, types::PluginKind::Parser)
-        {
-            return Err(InstallError::Describe(
-                "a parser must have a name and kind `parser`".into(),
-            ));
-        }
+        validate(&described.info, contract.kind, &described.services)?;
+        let info = described.info;
         let plugin = Arc::new(InstalledPlugin {
             info: PluginInfo {
-                id,
-                name: described.name,
-                version: described.version,
-                kind: "parser".into(),
-                description: described.description,
-                media_types: described.media_types,
-                wit_version: super::WIT_VERSION.into(),
+                id: id.clone(),
+                name: info.name,
+                version: info.version,
+                kind: contract.kind,
+                description: info.description,
+                media_types: info.media_types,
+                wit_version: contract.version,
+                services: described
+                    .services
+                    .into_iter()
+                    .map(|s| ServiceInfo {
+                        id: s.id,
+                        hook: s.hook,
+                        title: s.title,
+                        description: s.description,
+                    })
+                    .collect(),
+                size_bytes: bytes.len(),
             },
             pre,
+            breaker: Breaker::default(),
         });
-        let mut plugins = self.plugins.write().unwrap_or_else(|e| e.into_inner());
-        plugins.retain(|p| p.info.name != plugin.info.name);
-        plugins.push(plugin.clone());
+        self.plugins
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, plugin.clone());
         Ok(plugin)
     }
 
-    /// Every installed plugin.
+    /// Installs the component in a file.
+    pub fn install_file(&self, path: &Path) -> Result<Arc<InstalledPlugin>, InstallError> {
+        self.install(&std::fs::read(path)?)
+    }
+
+    /// Every compiled plugin.
     pub fn list(&self) -> Vec<Arc<InstalledPlugin>> {
+        let mut all: Vec<_> = self
+            .plugins
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.info.name.cmp(&b.info.name).then(a.info.id.cmp(&b.info.id)));
+        all
+    }
+
+    /// The plugin with this id, if compiled here.
+    pub fn get(&self, id: &str) -> Option<Arc<InstalledPlugin>> {
         self.plugins
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .get(id)
+            .cloned()
     }
 
-    /// The plugin with this id.
-    pub fn get(&self, id: &str) -> Option<Arc<InstalledPlugin>> {
-        self.list().into_iter().find(|p| p.info.id == id)
-    }
-
-    /// The parser that handles `media_type`, if any.
-    pub fn parser_for(&self, media_type: &str) -> Option<Arc<InstalledPlugin>> {
+    /// Whether any plugin's breaker is open now.
+    pub fn open_breakers(&self) -> Vec<String> {
+        let now = Instant::now();
         self.list()
             .into_iter()
-            .find(|p| p.info.media_types.iter().any(|m| m == media_type))
+            .filter(|p| p.breaker.is_open(now))
+            .map(|p| p.info.name.clone())
+            .collect()
     }
 
     /// Loads compiled code from the cache, or compiles and caches it.
@@ -229,13 +265,68 @@ impl Registry {
             .precompile_component(bytes)
             .map_err(|e| InstallError::Compile(format!("{e:#}")))?;
         std::fs::create_dir_all(&self.cache_dir)?;
-        let tmp = path.with_extension("tmp");
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, &compiled)?;
         std::fs::rename(&tmp, &path)?;
         // SAFETY: as above; these bytes were just produced by this engine.
         unsafe { Component::deserialize(engine, &compiled) }
             .map_err(|e| InstallError::Compile(format!("{e:#}")))
     }
+}
+
+/// Checks what `describe()` said against what the component is.
+fn validate(
+    info: &types::PluginInfo,
+    kind: Kind,
+    services: &[clinical_rules::Service],
+) -> Result<(), InstallError> {
+    let bad = |m: String| Err(InstallError::Describe(m));
+    let name_ok = !info.name.is_empty()
+        && info.name.len() <= 64
+        && info
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !name_ok {
+        return bad(format!(
+            "name {:?} must be 1 to 64 lowercase letters, digits and dashes",
+            info.name
+        ));
+    }
+    if info.version.trim().is_empty() || info.version.len() > 64 {
+        return bad("version must be 1 to 64 characters".into());
+    }
+    let said = match info.kind {
+        types::PluginKind::Parser => Kind::Parser,
+        types::PluginKind::ClinicalRule => Kind::ClinicalRule,
+        types::PluginKind::Retriever => Kind::Retriever,
+    };
+    if said != kind {
+        return bad(format!(
+            "describe() says {} but the component exports the {} interface",
+            said.as_str(),
+            kind.as_str()
+        ));
+    }
+    if kind == Kind::Parser {
+        let media_ok = !info.media_types.is_empty()
+            && info.media_types.iter().all(|m| {
+                m.len() <= 127
+                    && m.split_once('/').is_some_and(|(a, b)| {
+                        !a.is_empty() && !b.is_empty() && !m.contains(char::is_whitespace)
+                    })
+            });
+        if !media_ok {
+            return bad("a parser must list the media types it handles (type/subtype)".into());
+        }
+    }
+    let mut ids = std::collections::HashSet::new();
+    for service in services {
+        if service.id.is_empty() || !ids.insert(service.id.as_str()) {
+            return bad(format!("service id {:?} is empty or repeated", service.id));
+        }
+    }
+    Ok(())
 }
 
 /// Whether `bytes` start with the WebAssembly component preamble
