@@ -3,9 +3,14 @@
 //! - `setup`   install what a fresh machine lacks (wasm target, protoc), fetch
 //!   the model weights, build the plugins
 //! - `models`  fetch and unpack the pinned embedding model
-//! - `plugins` build every first-party plugin into `data/plugins/*.wasm`
+//! - `plugins` build every first-party plugin into `data/plugins/*.wasm`, the
+//!   test plugins and the three scaffolds into `data/test-plugins/*.wasm`
+//! - `plugin new <parser|clinical-rule|retriever> <name> [--dir DIR]` scaffold
+//!   a working plugin with a test (in `plugins/<name>` unless `--dir`)
 //! - `serve`   setup, then run the server with the embedded defaults
 //! - `test`    setup, then run every check and test CI runs
+//! - `bench plugins` instantiate + parse cost of 1 KB and 1 MB documents
+//!   (median, p99), compile and cached-load times
 //!
 //! It uses only std and shells out to cargo, rustup, python3 and apt-get.
 
@@ -38,8 +43,15 @@ fn main() -> ExitCode {
         Some("build") => build(),
         Some("serve") => setup(&root).and_then(|()| serve(&root, &args[1..])),
         Some("test") => setup(&root).and_then(|()| test(&root)),
+        Some("plugin") => plugin_command(&root, &args[1..]),
+        Some("bench") => match args.get(1).map(String::as_str) {
+            Some("plugins") => setup(&root).and_then(|()| bench_plugins(&root)),
+            _ => Err("usage: cargo xtask bench plugins".into()),
+        },
         _ => {
-            eprintln!("usage: cargo xtask <setup|models|plugins|build|serve|test>");
+            eprintln!(
+                "usage: cargo xtask <setup|models|plugins|build|serve|test|plugin new|bench plugins>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -200,6 +212,7 @@ fn sha256(path: &Path) -> Result<String> {
 /// `data/plugins/<name>.wasm`, the hostile test plugins
 /// (`medmemory-test-plugin-*`) to `data/test-plugins/<name>.wasm`.
 fn plugins(root: &Path) -> Result {
+    contract_variants(root)?;
     let target = target_dir(root).join("plugins");
     run(cargo()
         .args([
@@ -235,8 +248,197 @@ fn plugins(root: &Path) -> Result {
             copied += 1;
         }
     }
+    for kind in KINDS {
+        let dir = scaffold_check_dir(root, kind);
+        let _ = fs::remove_dir_all(&dir);
+        let name = format!("scaffold-{kind}");
+        scaffold(root, kind, &name, &dir, true)?;
+        fs::copy(root.join("plugins/Cargo.lock"), dir.join("Cargo.lock")).map_err(|e| e.to_string())?;
+        run(cargo()
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .arg(dir.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &target))?;
+        fs::copy(
+            built.join(format!("{}.wasm", name.replace('-', "_"))),
+            root.join("data/test-plugins").join(format!("{name}.wasm")),
+        )
+        .map_err(|e| e.to_string())?;
+        copied += 1;
+    }
     eprintln!("xtask: {copied} component(s) built");
     Ok(())
+}
+
+/// The plugin kinds, as `plugin new` takes them.
+const KINDS: [&str; 3] = ["parser", "clinical-rule", "retriever"];
+
+fn scaffold_check_dir(root: &Path, kind: &str) -> PathBuf {
+    target_dir(root).join("scaffolds").join(kind)
+}
+
+/// Writes the WIT of the contract-version test plugins: the real contract with
+/// a compatible (0.1.9) and an incompatible (0.2.0) version.
+fn contract_variants(root: &Path) -> Result {
+    let wit = fs::read_to_string(root.join("wit/plugin.wit")).map_err(|e| e.to_string())?;
+    let current = "package medmemory:plugin@0.1.0;";
+    if !wit.contains(current) {
+        return Err(format!("wit/plugin.wit no longer declares `{current}`; update xtask"));
+    }
+    for (crate_dir, version) in [("contract-minor", "0.1.9"), ("contract-major", "0.2.0")] {
+        let dir = root.join("plugins/hostile").join(crate_dir).join("wit");
+        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let text = wit.replace(current, &format!("package medmemory:plugin@{version};"));
+        fs::write(dir.join("plugin.wit"), text).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// `plugin new <kind> <name> [--dir DIR]`.
+fn plugin_command(root: &Path, args: &[String]) -> Result {
+    let usage = "usage: cargo xtask plugin new <parser|clinical-rule|retriever> <name> [--dir DIR]";
+    let [verb, kind, name, rest @ ..] = args else {
+        return Err(usage.into());
+    };
+    if verb != "new" {
+        return Err(usage.into());
+    }
+    let (dir, standalone) = match rest {
+        [] => (root.join("plugins").join(name), false),
+        [flag, dir] if flag == "--dir" => (PathBuf::from(dir), true),
+        _ => return Err(usage.into()),
+    };
+    if dir.exists() {
+        return Err(format!("{} already exists", dir.display()));
+    }
+    scaffold(root, kind, name, &dir, standalone)?;
+    if !standalone {
+        let manifest = root.join("plugins/Cargo.toml");
+        let text = fs::read_to_string(&manifest).map_err(|e| e.to_string())?;
+        let text = text.replacen("\"hostile/*\"]", &format!("\"{name}\", \"hostile/*\"]"), 1);
+        fs::write(&manifest, text).map_err(|e| e.to_string())?;
+    }
+    eprintln!(
+        "xtask: created {}\n  cargo test --manifest-path {0}/Cargo.toml\n  cargo build --release --target wasm32-wasip2 --manifest-path {0}/Cargo.toml",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Writes a plugin crate of `kind` called `name` into `dir`. `standalone`
+/// crates get their own workspace and a path to the SDK; in-repo ones join
+/// the plugins workspace.
+fn scaffold(root: &Path, kind: &str, name: &str, dir: &Path, standalone: bool) -> Result {
+    let template = match kind {
+        "parser" => include_str!("../templates/parser.rs"),
+        "clinical-rule" => include_str!("../templates/clinical-rule.rs"),
+        "retriever" => include_str!("../templates/retriever.rs"),
+        _ => return Err(format!("unknown kind {kind}; one of {}", KINDS.join(", "))),
+    };
+    let valid = name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        return Err(format!(
+            "name {name:?}: lowercase letters, digits and dashes, starting with a letter"
+        ));
+    }
+    let crate_name = name.replace('-', "_");
+    let sdk = if standalone {
+        format!(
+            "{{ path = \"{}\" }}",
+            root.join("plugins/sdk").display()
+        )
+    } else {
+        "{ workspace = true }".to_owned()
+    };
+    let mut manifest = format!(
+        "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
+         [lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n\
+         [dependencies]\nmedmemory-plugin-sdk = {sdk}\n"
+    );
+    if standalone {
+        manifest.push_str(
+            "\n[workspace]\n\n[profile.release]\nopt-level = \"s\"\nlto = true\ncodegen-units = 1\nstrip = true\npanic = \"abort\"\n",
+        );
+    }
+    fs::create_dir_all(dir.join("src")).map_err(|e| e.to_string())?;
+    fs::write(dir.join("Cargo.toml"), manifest).map_err(|e| e.to_string())?;
+    let source = template
+        .replace("{{name}}", name)
+        .replace("{{crate}}", &crate_name);
+    fs::write(dir.join("src/lib.rs"), source).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Writes a text document of about `bytes` bytes of clinical prose.
+fn bench_document(path: &Path, bytes: usize) -> Result {
+    let paragraph = "History:\nType 2 diabetes since 2015, on metformin 500 mg twice daily. \
+        HbA1c 7.2 % in March, down from 8.1 %. No hypoglycaemia. Blood pressure 132/84.\n\n\
+        Plan:\nContinue metformin. Repeat HbA1c in three months. Retinal screening due.\n\n";
+    let mut text = String::with_capacity(bytes + paragraph.len());
+    while text.len() < bytes {
+        text.push_str(paragraph);
+    }
+    text.truncate(bytes);
+    fs::write(path, text).map_err(|e| e.to_string())
+}
+
+/// `bench plugins`: runs `medmemory plugin run --repeat` on documents of 1 KB
+/// and 1 MB with the text and FHIR parsers; the binary prints median and p99
+/// call times (fresh instance + parse), compile and cached-load times.
+fn bench_plugins(root: &Path) -> Result {
+    build()?;
+    let binary = target_dir(root).join("debug/medmemory");
+    let dir = target_dir(root).join("bench");
+    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut cases = Vec::new();
+    for (label, bytes, repeat) in [("1 KB", 1024, 500), ("1 MB", 1024 * 1024, 30)] {
+        let text = dir.join(format!("text-{bytes}.txt"));
+        bench_document(&text, bytes)?;
+        cases.push(("text", label, text, repeat));
+        let fhir = dir.join(format!("fhir-{bytes}.json"));
+        fhir_bundle(&fhir, bytes)?;
+        cases.push(("fhir-r4", label, fhir, repeat));
+    }
+    eprintln!("xtask: plugin costs on this machine (dev-profile host, wasmtime at opt-level 2):");
+    for (plugin, label, input, repeat) in cases {
+        eprint!("{label:>5} {plugin:<8} ");
+        run(Command::new(&binary)
+            .args(["plugin", "run"])
+            .arg(root.join(format!("data/plugins/{plugin}.wasm")))
+            .arg("--input")
+            .arg(&input)
+            .args(["--repeat", &repeat.to_string()])
+            .stdout(std::process::Stdio::null())
+            .env("MEDMEMORY_LOG", "warn"))?;
+    }
+    Ok(())
+}
+
+/// Writes a FHIR Bundle of HbA1c observations of about `bytes` bytes.
+fn fhir_bundle(path: &Path, bytes: usize) -> Result {
+    let mut entries = Vec::new();
+    let mut size = 64;
+    let mut i = 0;
+    while size < bytes {
+        let entry = format!(
+            "{{\"resource\":{{\"resourceType\":\"Observation\",\"id\":\"o{i}\",\"status\":\"final\",\
+             \"code\":{{\"coding\":[{{\"system\":\"http://loinc.org\",\"code\":\"4548-4\",\"display\":\"Hemoglobin A1c\"}}]}},\
+             \"valueQuantity\":{{\"value\":{}.{},\"unit\":\"%\"}},\"effectiveDateTime\":\"2024-03-05\"}}}}",
+            5 + i % 5,
+            i % 10
+        );
+        size += entry.len() + 1;
+        entries.push(entry);
+        i += 1;
+    }
+    let bundle = format!(
+        "{{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[{}]}}",
+        entries.join(",")
+    );
+    fs::write(path, bundle).map_err(|e| e.to_string())
 }
 
 /// Builds the binary and every test in one invocation. Every build of the
@@ -269,6 +471,14 @@ fn test(root: &Path) -> Result {
     run(cargo()
         .args(["test", "--lib", "--manifest-path", "plugins/Cargo.toml"])
         .env("CARGO_TARGET_DIR", target_dir(root).join("plugins-native")))?;
+    // The scaffolds' own tests: what `cargo xtask plugin new` hands an author
+    // must pass as generated.
+    for kind in KINDS {
+        run(cargo()
+            .args(["test", "--lib", "--manifest-path"])
+            .arg(scaffold_check_dir(root, kind).join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", target_dir(root).join("plugins-native")))?;
+    }
     build()?;
     run(cargo()
         .args(["test", "--workspace", "--", "--test-threads=2"])
