@@ -275,7 +275,11 @@ async fn list_plugins(settings: Settings) -> anyhow::Result<()> {
             plugin.version,
             plugin.kind,
             plugin.media_types.join(","),
-            if plugin.first_party { "first-party" } else { "third-party" }
+            if plugin.first_party {
+                "first-party"
+            } else {
+                "third-party"
+            }
         );
     }
     Ok(())

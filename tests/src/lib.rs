@@ -77,6 +77,7 @@ pub struct TestServer {
     /// The server's data folder.
     pub data: tempfile::TempDir,
     logs: Arc<Mutex<Vec<String>>>,
+    options: Options,
 }
 
 /// Options for starting a server.
@@ -97,6 +98,26 @@ impl TestServer {
     /// Starts a server with options and waits until `/ready`.
     pub async fn start_with(options: Options) -> TestServer {
         let data = tempfile::tempdir().expect("temp data folder");
+        Self::launch(data, options, None).await
+    }
+
+    /// Stops the server (SIGKILL) and starts it again on the same data folder
+    /// and database; waits until `/ready`.
+    pub async fn restart(mut self) -> TestServer {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp folder"));
+        let options = self.options.clone();
+        let admin = self.admin.clone();
+        drop(self);
+        Self::launch(data, options, Some(admin)).await
+    }
+
+    async fn launch(
+        data: tempfile::TempDir,
+        options: Options,
+        admin: Option<String>,
+    ) -> TestServer {
         let mut cmd = Command::new(binary());
         cmd.arg("serve")
             .env_clear()
@@ -149,9 +170,11 @@ impl TestServer {
                     logs.lock().unwrap().join("\n")
                 )
             });
-        let admin = token_rx
-            .recv_timeout(Duration::from_secs(5))
-            .expect("bootstrap token on stdout");
+        let admin = admin.unwrap_or_else(|| {
+            token_rx
+                .recv_timeout(Duration::from_secs(5))
+                .expect("bootstrap token on stdout")
+        });
         let server = TestServer {
             child,
             base: format!("http://{addr}"),
@@ -159,6 +182,7 @@ impl TestServer {
             http: reqwest::Client::new(),
             data,
             logs,
+            options,
         };
         server.wait_ready().await;
         server
@@ -272,6 +296,25 @@ impl TestServer {
             .await;
         assert_eq!(status, 201, "{body}");
         body["secret"].as_str().expect("secret").to_owned()
+    }
+
+    /// Sends raw bytes with a bearer token; returns status and JSON body.
+    pub async fn send_bytes(&self, path: &str, token: &str, bytes: Vec<u8>) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.api(path))
+            .bearer_auth(token)
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Uploads raw bytes; returns status and body.
@@ -423,4 +466,22 @@ impl PgDatabase {
             .await;
         }
     }
+}
+
+/// A built component by file stem: first-party (`data/plugins`) or test
+/// (`data/test-plugins`). Panics if `cargo xtask plugins` has not run.
+pub fn component(name: &str) -> Vec<u8> {
+    let file = format!("{name}.wasm");
+    [plugins_dir(), hostile_plugins_dir()]
+        .iter()
+        .find_map(|dir| std::fs::read(dir.join(&file)).ok())
+        .unwrap_or_else(|| {
+            panic!("{file} is missing: run `cargo xtask plugins` (cargo xtask test does)")
+        })
+}
+
+/// A sample document from `tests/samples`.
+pub fn sample(path: &str) -> Vec<u8> {
+    let full = repo_root().join("tests/samples").join(path);
+    std::fs::read(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
 }

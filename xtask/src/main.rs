@@ -253,9 +253,16 @@ fn plugins(root: &Path) -> Result {
         let _ = fs::remove_dir_all(&dir);
         let name = format!("scaffold-{kind}");
         scaffold(root, kind, &name, &dir, true)?;
-        fs::copy(root.join("plugins/Cargo.lock"), dir.join("Cargo.lock")).map_err(|e| e.to_string())?;
+        fs::copy(root.join("plugins/Cargo.lock"), dir.join("Cargo.lock"))
+            .map_err(|e| e.to_string())?;
         run(cargo()
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
             .arg(dir.join("Cargo.toml"))
             .env("CARGO_TARGET_DIR", &target))?;
         fs::copy(
@@ -282,7 +289,9 @@ fn contract_variants(root: &Path) -> Result {
     let wit = fs::read_to_string(root.join("wit/plugin.wit")).map_err(|e| e.to_string())?;
     let current = "package medmemory:plugin@0.1.0;";
     if !wit.contains(current) {
-        return Err(format!("wit/plugin.wit no longer declares `{current}`; update xtask"));
+        return Err(format!(
+            "wit/plugin.wit no longer declares `{current}`; update xtask"
+        ));
     }
     for (crate_dir, version) in [("contract-minor", "0.1.9"), ("contract-major", "0.2.0")] {
         let dir = root.join("plugins/hostile").join(crate_dir).join("wit");
@@ -346,10 +355,7 @@ fn scaffold(root: &Path, kind: &str, name: &str, dir: &Path, standalone: bool) -
     }
     let crate_name = name.replace('-', "_");
     let sdk = if standalone {
-        format!(
-            "{{ path = \"{}\" }}",
-            root.join("plugins/sdk").display()
-        )
+        format!("{{ path = \"{}\" }}", root.join("plugins/sdk").display())
     } else {
         "{ workspace = true }".to_owned()
     };

@@ -26,7 +26,7 @@ impl Guest for Plugin {
             "{{name}}",
             env!("CARGO_PKG_VERSION"),
             "Lab lines (`HbA1c: 7.2 %`) as observations, all text as sections.",
-            &["text/x-{{name}}"],
+            &["text/plain", "text/x-{{name}}"],
         )
     }
 

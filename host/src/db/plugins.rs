@@ -170,7 +170,11 @@ impl Db {
     pub async fn plugins(&self, include_retired: bool) -> sqlx::Result<Vec<PluginRow>> {
         let sql = format!(
             "SELECT {PLUGIN_COLUMNS} FROM plugins {} ORDER BY name, installed_at DESC, id",
-            if include_retired { "" } else { "WHERE retired_at IS NULL" }
+            if include_retired {
+                ""
+            } else {
+                "WHERE retired_at IS NULL"
+            }
         );
         on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await

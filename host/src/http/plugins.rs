@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json as JsonResponse, Router};
@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::access::{self, List};
 use super::error::{Error, Result};
-use super::extract::{Json, RawBody};
+use super::extract::{Json, Query, RawBody};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::authz::Domain;
@@ -168,7 +168,11 @@ async fn clinic_plugin(
     }
 }
 
-async fn clinic_view(state: &AppState, clinic: uuid::Uuid, plugin: &str) -> Result<ClinicPluginView> {
+async fn clinic_view(
+    state: &AppState,
+    clinic: uuid::Uuid,
+    plugin: &str,
+) -> Result<ClinicPluginView> {
     state
         .plugins
         .for_clinic(clinic)

@@ -9,8 +9,8 @@
 
 pub mod blobs;
 pub mod chunking;
-pub mod sniff;
 mod render;
+pub mod sniff;
 mod worker;
 
 pub use worker::{Worker, run_job};

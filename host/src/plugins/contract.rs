@@ -60,7 +60,9 @@ pub enum ContractError {
     )]
     NoPluginExport,
     /// It exports more than one plugin interface.
-    #[error("the component exports more than one medmemory:plugin interface; a plugin implements one world")]
+    #[error(
+        "the component exports more than one medmemory:plugin interface; a plugin implements one world"
+    )]
     SeveralKinds,
     /// It was built against an incompatible version.
     #[error(
@@ -77,7 +79,9 @@ pub enum ContractError {
 }
 
 /// Reads the contract from export names and checks it against this host.
-pub fn check<'a>(export_names: impl IntoIterator<Item = &'a str>) -> Result<Contract, ContractError> {
+pub fn check<'a>(
+    export_names: impl IntoIterator<Item = &'a str>,
+) -> Result<Contract, ContractError> {
     let mut found: Option<Contract> = None;
     for name in export_names {
         let Some(rest) = name.strip_prefix("medmemory:plugin/") else {
@@ -157,10 +161,15 @@ mod tests {
         assert_eq!(got.kind, Kind::Parser);
         assert_eq!(got.version, "0.1.4");
         assert_eq!(
-            check(["medmemory:plugin/clinical-rules@0.1.0"]).unwrap().kind,
+            check(["medmemory:plugin/clinical-rules@0.1.0"])
+                .unwrap()
+                .kind,
             Kind::ClinicalRule
         );
-        assert_eq!(check(["something:else/x@1.0.0"]), Err(ContractError::NoPluginExport));
+        assert_eq!(
+            check(["something:else/x@1.0.0"]),
+            Err(ContractError::NoPluginExport)
+        );
         assert_eq!(
             check([
                 "medmemory:plugin/document-parser@0.1.0",

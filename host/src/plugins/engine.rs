@@ -15,6 +15,7 @@ use super::bindings::{
     clinical_rules, config, document_parser, evidence_retriever, log, parser, retriever, rule,
     search, types,
 };
+use super::registry::InstalledPlugin;
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -320,7 +321,7 @@ impl wasmtime::ResourceLimiter for MemoryCap {
 
 /// A compiled plugin of one of the three kinds, ready to instantiate.
 #[derive(Clone)]
-pub enum Pre {
+pub(crate) enum Pre {
     /// A parser.
     Parser(parser::ParserPre<CallState>),
     /// A clinical rule.
@@ -330,7 +331,7 @@ pub enum Pre {
 }
 
 /// What `describe()` (and, for rules, `services()`) returned.
-pub struct Described {
+pub(crate) struct Described {
     /// The plugin's own description.
     pub info: types::PluginInfo,
     /// The CDS services of a clinical rule; empty for other kinds.
@@ -467,7 +468,7 @@ impl PluginHost {
     }
 
     /// Calls `describe()` (and `services()` for rules) on a fresh instance.
-    pub fn describe(&self, pre: &Pre) -> Result<Described, PluginFailure> {
+    pub(crate) fn describe(&self, pre: &Pre) -> Result<Described, PluginFailure> {
         let ctx = self.default_context();
         let (result, _) = self.run(&ctx, None, |store| {
             Ok(Ok(match pre {
@@ -501,13 +502,13 @@ impl PluginHost {
     /// Parses one document. Blocking: run it off the async runtime.
     pub fn parse(
         &self,
-        pre: &Pre,
+        plugin: &InstalledPlugin,
         ctx: &CallContext,
         media_type: &str,
         content: &[u8],
     ) -> (Result<document_parser::Parsed, PluginFailure>, CallOutcome) {
-        let Pre::Parser(pre) = pre else {
-            return (Err(wrong_kind(pre)), CallOutcome::default());
+        let Pre::Parser(pre) = &plugin.pre else {
+            return (Err(wrong_kind(&plugin.pre)), CallOutcome::default());
         };
         if content.len() > ctx.limits.max_input_bytes {
             return (Err(PluginFailure::InputTooLarge), CallOutcome::default());
@@ -528,12 +529,15 @@ impl PluginHost {
     /// Evaluates one CDS service. Blocking: run it off the async runtime.
     pub fn evaluate(
         &self,
-        pre: &Pre,
+        plugin: &InstalledPlugin,
         ctx: &CallContext,
         request: &clinical_rules::HookRequest,
-    ) -> (Result<Vec<clinical_rules::Card>, PluginFailure>, CallOutcome) {
-        let Pre::Rule(pre) = pre else {
-            return (Err(wrong_kind(pre)), CallOutcome::default());
+    ) -> (
+        Result<Vec<clinical_rules::Card>, PluginFailure>,
+        CallOutcome,
+    ) {
+        let Pre::Rule(pre) = &plugin.pre else {
+            return (Err(wrong_kind(&plugin.pre)), CallOutcome::default());
         };
         let input = serde_json::to_vec(request).map_or(0, |v| v.len());
         if input > ctx.limits.max_input_bytes {
@@ -552,13 +556,16 @@ impl PluginHost {
     /// Blocking: run it off the async runtime.
     pub fn retrieve(
         &self,
-        pre: &Pre,
+        plugin: &InstalledPlugin,
         ctx: &CallContext,
         query: &evidence_retriever::Query,
         search: SearchFn,
-    ) -> (Result<Vec<evidence_retriever::Ranked>, PluginFailure>, CallOutcome) {
-        let Pre::Retriever(pre) = pre else {
-            return (Err(wrong_kind(pre)), CallOutcome::default());
+    ) -> (
+        Result<Vec<evidence_retriever::Ranked>, PluginFailure>,
+        CallOutcome,
+    ) {
+        let Pre::Retriever(pre) = &plugin.pre else {
+            return (Err(wrong_kind(&plugin.pre)), CallOutcome::default());
         };
         if query.text.len() > ctx.limits.max_input_bytes {
             return (Err(PluginFailure::InputTooLarge), CallOutcome::default());
@@ -621,7 +628,10 @@ fn record_bytes(r: &types::ClinicalRecord) -> usize {
             .iter()
             .map(|c| c.system.len() + c.code.len() + opt(&c.display))
             .sum::<usize>()
-        + r.details.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        + r.details
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
         + opt(&r.status)
         + opt(&r.interpretation)
         + opt(&r.effective)

@@ -98,7 +98,11 @@ pub struct Plugins {
     breaker: BreakerPolicy,
 }
 
-fn view(row: &PluginRow, choices: &[ClinicPlugin], compiled: Option<&InstalledPlugin>) -> PluginView {
+fn view(
+    row: &PluginRow,
+    choices: &[ClinicPlugin],
+    compiled: Option<&InstalledPlugin>,
+) -> PluginView {
     let mine = choices.iter().filter(|c| c.plugin_id == row.id);
     let (on, off): (Vec<&ClinicPlugin>, Vec<&ClinicPlugin>) = mine.partition(|c| c.enabled);
     PluginView {
@@ -115,7 +119,9 @@ fn view(row: &PluginRow, choices: &[ClinicPlugin], compiled: Option<&InstalledPl
         retired_at: row.retired_at,
         enabled_clinics: on.iter().map(|c| c.clinic_id).collect(),
         disabled_clinics: off.iter().map(|c| c.clinic_id).collect(),
-        services: compiled.map(|p| p.info.services.clone()).unwrap_or_default(),
+        services: compiled
+            .map(|p| p.info.services.clone())
+            .unwrap_or_default(),
         circuit_open: compiled.is_some_and(|p| p.breaker.is_open(Instant::now())),
     }
 }
@@ -142,7 +148,12 @@ fn row_of(info: &PluginInfo, first_party: bool) -> PluginRow {
 
 impl Plugins {
     /// The platform over `registry`, persisting to `db` and `store_dir`.
-    pub fn new(registry: Arc<Registry>, db: Db, store_dir: PathBuf, breaker: BreakerPolicy) -> Plugins {
+    pub fn new(
+        registry: Arc<Registry>,
+        db: Db,
+        store_dir: PathBuf,
+        breaker: BreakerPolicy,
+    ) -> Plugins {
         Plugins {
             registry,
             db,
@@ -322,7 +333,12 @@ impl Plugins {
                     && c.plugin.media_types.iter().any(|m| m == media_type)
             })
             .collect();
-        candidates.sort_by_key(|c| (c.plugin.first_party, std::cmp::Reverse(c.plugin.installed_at)));
+        candidates.sort_by_key(|c| {
+            (
+                c.plugin.first_party,
+                std::cmp::Reverse(c.plugin.installed_at),
+            )
+        });
         for candidate in candidates {
             if let Some(plugin) = self.compiled(&candidate.plugin.id).await {
                 return Ok(Some((plugin, self.context(Some(&candidate)))));
@@ -399,7 +415,10 @@ impl Plugins {
                 .map_err(|e| PluginFailure::Trapped(format!("host task failed: {e}")))?
         };
         if admission != Admission::Refuse {
-            let fault = result.as_ref().err().is_some_and(PluginFailure::is_plugin_fault);
+            let fault = result
+                .as_ref()
+                .err()
+                .is_some_and(PluginFailure::is_plugin_fault);
             plugin.breaker.record(self.breaker, fault, Instant::now());
             if fault && plugin.breaker.is_open(Instant::now()) {
                 tracing::warn!(plugin = %plugin.info.name, "plugin circuit breaker open");
@@ -455,7 +474,7 @@ impl Plugins {
         let media_type = media_type.to_owned();
         let digest = sha256_hex(&content);
         self.call(plugin, who, "parse", digest, move |p| {
-            host.parse(&p.pre, &ctx, &media_type, &content)
+            host.parse(&p, &ctx, &media_type, &content)
         })
         .await
     }
@@ -471,7 +490,7 @@ impl Plugins {
         let host = self.registry.host().clone();
         let digest = sha256_hex(&serde_json::to_vec(&request).unwrap_or_default());
         self.call(plugin, who, "evaluate", digest, move |p| {
-            host.evaluate(&p.pre, &ctx, &request)
+            host.evaluate(&p, &ctx, &request)
         })
         .await
     }
@@ -488,7 +507,7 @@ impl Plugins {
         let host = self.registry.host().clone();
         let digest = sha256_hex(&serde_json::to_vec(&query).unwrap_or_default());
         self.call(plugin, who, "retrieve", digest, move |p| {
-            host.retrieve(&p.pre, &ctx, &query, search)
+            host.retrieve(&p, &ctx, &query, search)
         })
         .await
     }

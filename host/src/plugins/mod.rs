@@ -30,7 +30,9 @@ pub mod run;
 pub use bindings::{clinical_rules, document_parser, evidence_retriever, search, types};
 pub use breaker::BreakerPolicy;
 pub use contract::Kind;
-pub use engine::{CallContext, CallOutcome, LimitOverrides, Limits, PluginFailure, PluginHost, SearchFn};
+pub use engine::{
+    CallContext, CallOutcome, LimitOverrides, Limits, PluginFailure, PluginHost, SearchFn,
+};
 pub use manager::{CallError, CallFor, ClinicPluginView, PluginView, Plugins};
 pub use registry::{InstallError, InstalledPlugin, PluginInfo, Registry, ServiceInfo};
 

@@ -163,7 +163,9 @@ impl Registry {
             .instantiate_pre(&component)
             .map_err(incompatible)?;
         let pre = match contract.kind {
-            Kind::Parser => Pre::Parser(parser::ParserPre::new(instance_pre).map_err(incompatible)?),
+            Kind::Parser => {
+                Pre::Parser(parser::ParserPre::new(instance_pre).map_err(incompatible)?)
+            }
             Kind::ClinicalRule => {
                 Pre::Rule(rule::ClinicalRulePre::new(instance_pre).map_err(incompatible)?)
             }
@@ -222,7 +224,12 @@ impl Registry {
             .values()
             .cloned()
             .collect();
-        all.sort_by(|a, b| a.info.name.cmp(&b.info.name).then(a.info.id.cmp(&b.info.id)));
+        all.sort_by(|a, b| {
+            a.info
+                .name
+                .cmp(&b.info.name)
+                .then(a.info.id.cmp(&b.info.id))
+        });
         all
     }
 

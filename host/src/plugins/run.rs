@@ -99,6 +99,12 @@ fn keyword_search(chunks: Vec<search::Hit>) -> super::engine::SearchFn {
 
 type Call = Box<dyn Fn() -> (Result<serde_json::Value, PluginFailure>, CallOutcome)>;
 
+fn json<T: Serialize>(
+    result: Result<T, PluginFailure>,
+) -> Result<serde_json::Value, PluginFailure> {
+    result.map(|v| serde_json::to_value(v).unwrap_or_default())
+}
+
 /// Runs `file` on `input` `repeat` times and prints a [`RunReport`] as JSON.
 pub fn run(
     settings: &Settings,
@@ -111,7 +117,8 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let component = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let input = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
-    let host = Arc::new(PluginHost::new(settings.plugin_limits()).map_err(|e| anyhow::anyhow!("{e:#}"))?);
+    let host =
+        Arc::new(PluginHost::new(settings.plugin_limits()).map_err(|e| anyhow::anyhow!("{e:#}"))?);
     let limits = host
         .limits()
         .with(overrides)
@@ -130,7 +137,6 @@ pub fn run(
     let _ = std::fs::remove_dir_all(&cache);
 
     let ctx = Arc::new(CallContext { limits, config });
-    let json = |v: Result<_, PluginFailure>| v.map(|v| serde_json::to_value(v).unwrap_or_default());
     let call: Call = match plugin.info.kind {
         Kind::Parser => {
             let media_type = media_type
@@ -138,7 +144,7 @@ pub fn run(
                 .unwrap_or_else(|| crate::ingest::sniff::media_type(&input).to_owned());
             let (host, plugin, ctx) = (host.clone(), plugin.clone(), ctx.clone());
             Box::new(move || {
-                let (r, o) = host.parse(&plugin.pre, &ctx, &media_type, &input);
+                let (r, o) = host.parse(&plugin, &ctx, &media_type, &input);
                 (json(r), o)
             })
         }
@@ -147,7 +153,7 @@ pub fn run(
                 serde_json::from_slice(&input).context("the input is not a JSON hook request")?;
             let (host, plugin, ctx) = (host.clone(), plugin.clone(), ctx.clone());
             Box::new(move || {
-                let (r, o) = host.evaluate(&plugin.pre, &ctx, &request);
+                let (r, o) = host.evaluate(&plugin, &ctx, &request);
                 (json(r), o)
             })
         }
@@ -156,7 +162,7 @@ pub fn run(
                 .context("the input is not {\"query\": {...}, \"chunks\": [...]}")?;
             let (host, plugin, ctx) = (host.clone(), plugin.clone(), ctx.clone());
             Box::new(move || {
-                let (r, o) = host.retrieve(&plugin.pre, &ctx, &query, keyword_search(chunks.clone()));
+                let (r, o) = host.retrieve(&plugin, &ctx, &query, keyword_search(chunks.clone()));
                 (json(r), o)
             })
         }

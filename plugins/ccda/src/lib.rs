@@ -9,8 +9,8 @@
 //! entity expansion attacks cannot run.
 
 use medmemory_plugin_sdk::parser::{
-    ClinicalRecord, Coding, Document, Guest, Parsed, PluginError, PluginInfo, Quantity,
-    RecordKind, ReferenceRange, Span, TextSection,
+    ClinicalRecord, Coding, Document, Guest, Parsed, PluginError, PluginInfo, Quantity, RecordKind,
+    ReferenceRange, Span, TextSection,
 };
 use medmemory_plugin_sdk::{systems, text::squash_whitespace, values};
 use roxmltree::{Node, ParsingOptions};
@@ -58,7 +58,11 @@ fn section_kind(section: Node<'_, '_>) -> SectionKind {
     let templates: Vec<&str> = children(section, "templateId")
         .filter_map(|t| t.attribute("root"))
         .collect();
-    let has = |root: &str| templates.iter().any(|t| *t == root || t.starts_with(&format!("{root}.")));
+    let has = |root: &str| {
+        templates
+            .iter()
+            .any(|t| *t == root || t.starts_with(&format!("{root}.")))
+    };
     match code {
         Some("11450-4") => SectionKind::Problems,
         Some("10160-0") => SectionKind::Medications,
@@ -183,7 +187,12 @@ fn narrative_text(narrative: Node<'_, '_>) -> String {
 /// Narrative nested deeper than this is read as flat text (no recursion).
 const MAX_NARRATIVE_DEPTH: usize = 32;
 
-fn collect_lines(node: Node<'_, '_>, lines: &mut Vec<String>, loose: &mut Vec<String>, depth: usize) {
+fn collect_lines(
+    node: Node<'_, '_>,
+    lines: &mut Vec<String>,
+    loose: &mut Vec<String>,
+    depth: usize,
+) {
     if node.is_text() {
         loose.extend(node.text().map(str::to_owned));
         return;
@@ -269,7 +278,11 @@ fn times(node: Node<'_, '_>) -> (Option<String>, Option<String>) {
     if let Some(v) = time.attribute("value") {
         return (values::hl7_timestamp(v), None);
     }
-    let at = |name| child(time, name).and_then(|n| n.attribute("value")).and_then(values::hl7_timestamp);
+    let at = |name| {
+        child(time, name)
+            .and_then(|n| n.attribute("value"))
+            .and_then(values::hl7_timestamp)
+    };
     (at("low"), at("high"))
 }
 
@@ -279,7 +292,12 @@ fn status(node: Node<'_, '_>) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn record(kind: RecordKind, codes: Vec<Coding>, label: String, entry: Node<'_, '_>) -> ClinicalRecord {
+fn record(
+    kind: RecordKind,
+    codes: Vec<Coding>,
+    label: String,
+    entry: Node<'_, '_>,
+) -> ClinicalRecord {
     let mut record = ClinicalRecord::new(kind, label).source(span(entry));
     record.codes = codes;
     record
@@ -292,9 +310,14 @@ fn problem(entry: Node<'_, '_>) -> Option<ClinicalRecord> {
     let (codes, label) = coded(child(observation, "value")?);
     let (start, end) = times(observation);
     Some(
-        record(RecordKind::Condition, codes, label.unwrap_or_else(|| "Problem".into()), entry)
-            .status(concern.and_then(status).or_else(|| status(observation)))
-            .effective(start, end),
+        record(
+            RecordKind::Condition,
+            codes,
+            label.unwrap_or_else(|| "Problem".into()),
+            entry,
+        )
+        .status(concern.and_then(status).or_else(|| status(observation)))
+        .effective(start, end),
     )
 }
 
@@ -306,15 +329,24 @@ fn medication(entry: Node<'_, '_>) -> Option<ClinicalRecord> {
     let (start, end) = times(admin);
     let dose = child(admin, "doseQuantity").and_then(|d| {
         let value = d.attribute("value")?;
-        Some(format!("{value} {}", d.attribute("unit").unwrap_or("")).trim().to_owned())
+        Some(
+            format!("{value} {}", d.attribute("unit").unwrap_or(""))
+                .trim()
+                .to_owned(),
+        )
     });
     let route = child(admin, "routeCode").and_then(|r| coded(r).1);
     Some(
-        record(RecordKind::Medication, codes, label.unwrap_or_else(|| "Medication".into()), entry)
-            .status(status(admin))
-            .effective(start, end)
-            .detail("dose", dose)
-            .detail("route", route),
+        record(
+            RecordKind::Medication,
+            codes,
+            label.unwrap_or_else(|| "Medication".into()),
+            entry,
+        )
+        .status(status(admin))
+        .effective(start, end)
+        .detail("dose", dose)
+        .detail("route", route),
     )
 }
 
@@ -332,11 +364,16 @@ fn allergy(entry: Node<'_, '_>) -> Option<ClinicalRecord> {
         .and_then(|v| coded(v).1);
     let (start, _) = times(observation);
     Some(
-        record(RecordKind::Allergy, codes, label.unwrap_or_else(|| "Allergy".into()), entry)
-            .status(concern.and_then(status))
-            .effective(start, None)
-            .detail("reaction", reaction)
-            .detail("severity", severity),
+        record(
+            RecordKind::Allergy,
+            codes,
+            label.unwrap_or_else(|| "Allergy".into()),
+            entry,
+        )
+        .status(concern.and_then(status))
+        .effective(start, None)
+        .detail("reaction", reaction)
+        .detail("severity", severity),
     )
 }
 
@@ -361,7 +398,11 @@ fn results(entry: Node<'_, '_>, kind: SectionKind) -> Vec<ClinicalRecord> {
             .detail("panel", panel.clone())
             .detail(
                 "category",
-                Some(if kind == SectionKind::VitalSigns { "vital-signs" } else { "laboratory" }),
+                Some(if kind == SectionKind::VitalSigns {
+                    "vital-signs"
+                } else {
+                    "laboratory"
+                }),
             );
             r.value = child(observation, "value").and_then(result_value);
             r.interpretation = child(observation, "interpretationCode")
@@ -375,7 +416,10 @@ fn results(entry: Node<'_, '_>, kind: SectionKind) -> Vec<ClinicalRecord> {
 
 fn result_value(value: Node<'_, '_>) -> Option<Quantity> {
     match value.attribute((XSI, "type")).unwrap_or("") {
-        "PQ" | "INT" | "REAL" => Some(Quantity::parse(value.attribute("value")?, value.attribute("unit"))),
+        "PQ" | "INT" | "REAL" => Some(Quantity::parse(
+            value.attribute("value")?,
+            value.attribute("unit"),
+        )),
         "CD" | "CE" | "CO" => coded(value).1.map(|l| Quantity::parse(&l, None)),
         _ => {
             let text = squash_whitespace(&text_of(value));

@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 
 use medmemory_plugin_sdk::parser::{
-    ClinicalRecord, Coding, Document, Guest, Parsed, PluginError, PluginInfo, Quantity,
-    RecordKind, ReferenceRange, Span, TextSection,
+    ClinicalRecord, Coding, Document, Guest, Parsed, PluginError, PluginInfo, Quantity, RecordKind,
+    ReferenceRange, Span, TextSection,
 };
 use medmemory_plugin_sdk::text;
 use serde::Deserialize;
@@ -161,7 +161,13 @@ fn concept_code(v: &Value, key: &str) -> Option<String> {
     owned(str_at(v, &[key, "coding", "0", "code"]))
 }
 
-fn base(kind: RecordKind, v: &Value, codes: Vec<Coding>, label: String, span: Span) -> ClinicalRecord {
+fn base(
+    kind: RecordKind,
+    v: &Value,
+    codes: Vec<Coding>,
+    label: String,
+    span: Span,
+) -> ClinicalRecord {
     let mut record = ClinicalRecord::new(kind, label).source(span);
     record.codes = codes;
     record.source_id = owned(str_at(v, &["id"]));
@@ -198,8 +204,14 @@ fn value(v: &Value) -> Option<Quantity> {
 
 fn reference_range(v: &Value) -> Option<ReferenceRange> {
     let range = v.get("referenceRange")?.get(0)?;
-    let low = range.get("low").and_then(|q| q.get("value")).and_then(Value::as_f64);
-    let high = range.get("high").and_then(|q| q.get("value")).and_then(Value::as_f64);
+    let low = range
+        .get("low")
+        .and_then(|q| q.get("value"))
+        .and_then(Value::as_f64);
+    let high = range
+        .get("high")
+        .and_then(|q| q.get("value"))
+        .and_then(Value::as_f64);
     let text = owned(str_at(range, &["text"])).or_else(|| match (low, high) {
         (Some(l), Some(h)) => Some(format!("{l}-{h}")),
         (None, Some(h)) => Some(format!("<={h}")),
@@ -234,8 +246,12 @@ fn observation(v: &Value, span: Span) -> Vec<ClinicalRecord> {
         record.status = owned(str_at(v, &["status"]));
         record.value = value(item);
         record.reference_range = reference_range(item);
-        record.interpretation = concept_code(item, "interpretation")
-            .or_else(|| owned(str_at(item, &["interpretation", "0", "coding", "0", "code"])));
+        record.interpretation = concept_code(item, "interpretation").or_else(|| {
+            owned(str_at(
+                item,
+                &["interpretation", "0", "coding", "0", "code"],
+            ))
+        });
         record.effective = start.clone();
         record.effective_end = end.clone();
         record
@@ -257,14 +273,20 @@ fn observation(v: &Value, span: Span) -> Vec<ClinicalRecord> {
                 fill(record, part)
             })
             .collect(),
-        _ => vec![fill(base(RecordKind::Observation, v, codes, label, span), v)],
+        _ => vec![fill(
+            base(RecordKind::Observation, v, codes, label, span),
+            v,
+        )],
     }
 }
 
 fn medication(resource_type: &str, v: &Value, span: Span) -> ClinicalRecord {
     let (codes, label) = match v.get("medicationCodeableConcept") {
         Some(c) => concept(c),
-        None => (Vec::new(), owned(str_at(v, &["medicationReference", "display"]))),
+        None => (
+            Vec::new(),
+            owned(str_at(v, &["medicationReference", "display"])),
+        ),
     };
     let (mut start, end) = when(v, "effective");
     if start.is_none() {
@@ -318,7 +340,12 @@ fn allergy(v: &Value, span: Span) -> ClinicalRecord {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .flat_map(|r| r.get("manifestation").and_then(Value::as_array).into_iter().flatten())
+        .flat_map(|r| {
+            r.get("manifestation")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
         .filter_map(|m| concept(m).1)
         .collect();
     base(
@@ -330,14 +357,21 @@ fn allergy(v: &Value, span: Span) -> ClinicalRecord {
     )
     .status(concept_code(v, "clinicalStatus"))
     .effective(start, None)
-    .detail("reaction", (!reactions.is_empty()).then(|| reactions.join(", ")))
+    .detail(
+        "reaction",
+        (!reactions.is_empty()).then(|| reactions.join(", ")),
+    )
     .detail("severity", str_at(v, &["reaction", "0", "severity"]))
     .detail("criticality", str_at(v, &["criticality"]))
     .detail("category", str_at(v, &["category", "0"]))
 }
 
 fn encounter(v: &Value, span: Span) -> ClinicalRecord {
-    let (mut codes, label) = v.get("type").and_then(|t| t.get(0)).map(concept).unwrap_or_default();
+    let (mut codes, label) = v
+        .get("type")
+        .and_then(|t| t.get(0))
+        .map(concept)
+        .unwrap_or_default();
     let class = v.get("class");
     if let Some(code) = class.and_then(|c| str_at(c, &["code"])) {
         codes.push(Coding::new(
@@ -368,7 +402,11 @@ fn document_reference(v: &Value, span: Span, out: &mut Output) {
         .map(str::to_owned)
         .or_else(|| v.get("type").and_then(|t| concept(t).1))
         .unwrap_or_else(|| "Document".into());
-    let attachments = v.get("content").and_then(Value::as_array).into_iter().flatten();
+    let attachments = v
+        .get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
     for content in attachments {
         let attachment = &content["attachment"];
         let media = str_at(attachment, &["contentType"]).unwrap_or("text/plain");

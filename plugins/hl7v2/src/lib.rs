@@ -13,8 +13,8 @@
 //! its segment. Text must be UTF-8 unless MSH-18 names ISO 8859-1.
 
 use medmemory_plugin_sdk::parser::{
-    ClinicalRecord, Coding, Document, Guest, Parsed, PluginError, PluginInfo, Quantity,
-    RecordKind, ReferenceRange, Span, TextSection,
+    ClinicalRecord, Coding, Document, Guest, Parsed, PluginError, PluginInfo, Quantity, RecordKind,
+    ReferenceRange, Span, TextSection,
 };
 use medmemory_plugin_sdk::{systems, values};
 
@@ -77,8 +77,16 @@ fn to_source_offsets(text: &str, parsed: &mut Parsed) {
         span.start = map(span.start);
         span.end = map(span.end);
     };
-    parsed.records.iter_mut().filter_map(|r| r.source.as_mut()).for_each(fix);
-    parsed.sections.iter_mut().map(|s| &mut s.source).for_each(fix);
+    parsed
+        .records
+        .iter_mut()
+        .filter_map(|r| r.source.as_mut())
+        .for_each(fix);
+    parsed
+        .sections
+        .iter_mut()
+        .map(|s| &mut s.source)
+        .for_each(fix);
 }
 
 /// The delimiters of a message, from MSH-1 and MSH-2.
@@ -115,7 +123,9 @@ impl Segment<'_> {
 pub fn parse_message(text: &str) -> Result<Parsed, PluginError> {
     let text_start = text.len() - text.trim_start().len();
     if !text[text_start..].starts_with("MSH") {
-        return Err(PluginError::invalid("an HL7 v2 message starts with an MSH segment"));
+        return Err(PluginError::invalid(
+            "an HL7 v2 message starts with an MSH segment",
+        ));
     }
     let delims = delimiters(&text[text_start..])?;
     let segments = split_segments(text, delims.field);
@@ -145,8 +155,11 @@ pub fn parse_message(text: &str) -> Result<Parsed, PluginError> {
                 ));
             }
             "OBX" => {
-                out.records
-                    .push(observation(seg, delims, order.as_ref().and_then(|o| o.1.clone())));
+                out.records.push(observation(
+                    seg,
+                    delims,
+                    order.as_ref().and_then(|o| o.1.clone()),
+                ));
                 handled += 1;
             }
             "NTE" => {
@@ -184,10 +197,14 @@ pub fn parse_message(text: &str) -> Result<Parsed, PluginError> {
 
 fn delimiters(text: &str) -> Result<Delimiters, PluginError> {
     let mut chars = text.chars().skip(3);
-    let field = chars.next().ok_or_else(|| PluginError::invalid("MSH is truncated"))?;
+    let field = chars
+        .next()
+        .ok_or_else(|| PluginError::invalid("MSH is truncated"))?;
     let enc: Vec<char> = chars.take_while(|c| *c != field).collect();
     if enc.len() < 4 || field.is_alphanumeric() {
-        return Err(PluginError::invalid("MSH-2 (encoding characters) is incomplete"));
+        return Err(PluginError::invalid(
+            "MSH-2 (encoding characters) is incomplete",
+        ));
     }
     Ok(Delimiters {
         field,
@@ -328,10 +345,14 @@ fn observation(seg: &Segment<'_>, d: Delimiters, order_time: Option<String>) -> 
         coded(seg.field(3), d).unwrap_or_else(|| (Vec::new(), "Observation".into()));
     let value_type = seg.field(2);
     let values = repetitions(seg.field(5), d);
-    let unit = components(seg.field(6), d).into_iter().find(|u| !u.is_empty());
+    let unit = components(seg.field(6), d)
+        .into_iter()
+        .find(|u| !u.is_empty());
     let value = match value_type {
         // Coded values: their text, not the code.
-        "CE" | "CWE" | "CNE" => coded(seg.field(5), d).map(|(_, label)| Quantity::parse(&label, None)),
+        "CE" | "CWE" | "CNE" => {
+            coded(seg.field(5), d).map(|(_, label)| Quantity::parse(&label, None))
+        }
         // Structured numeric: `<^0.5` or `>^200`.
         "SN" => {
             let joined = components(seg.field(5), d).concat();
@@ -388,7 +409,11 @@ fn encounter(seg: &Segment<'_>, d: Delimiters, message_type: &str) -> ClinicalRe
         .filter(|p| !p.is_empty())
         .collect();
     let mut record = ClinicalRecord::new(RecordKind::Encounter, label)
-        .status(Some(if discharged { "finished" } else { "in-progress" }))
+        .status(Some(if discharged {
+            "finished"
+        } else {
+            "in-progress"
+        }))
         .effective(
             values::hl7_timestamp(seg.field(44)),
             values::hl7_timestamp(seg.field(45)),
@@ -397,12 +422,21 @@ fn encounter(seg: &Segment<'_>, d: Delimiters, message_type: &str) -> ClinicalRe
         .detail("location", Some(location.join(" ")))
         .detail(
             "attending",
-            components(seg.field(7), d)
-                .get(1..3)
-                .map(|name| name.iter().rev().cloned().collect::<Vec<_>>().join(" ").trim().to_owned()),
+            components(seg.field(7), d).get(1..3).map(|name| {
+                name.iter()
+                    .rev()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .trim()
+                    .to_owned()
+            }),
         )
         .source(seg.span());
-    record.source_id = components(seg.field(19), d).into_iter().next().filter(|v| !v.is_empty());
+    record.source_id = components(seg.field(19), d)
+        .into_iter()
+        .next()
+        .filter(|v| !v.is_empty());
     record.codes.push(Coding::new(
         "http://terminology.hl7.org/CodeSystem/v2-0004",
         class,
@@ -424,8 +458,7 @@ fn diagnosis(seg: &Segment<'_>, d: Delimiters) -> ClinicalRecord {
 }
 
 fn allergy(seg: &Segment<'_>, d: Delimiters) -> ClinicalRecord {
-    let (codes, label) =
-        coded(seg.field(3), d).unwrap_or_else(|| (Vec::new(), "Allergy".into()));
+    let (codes, label) = coded(seg.field(3), d).unwrap_or_else(|| (Vec::new(), "Allergy".into()));
     let severity = match seg.field(4) {
         "SV" => Some("severe"),
         "MO" => Some("moderate"),
@@ -465,19 +498,26 @@ mod tests {
     #[test]
     fn not_hl7_is_invalid_input() {
         for bad in ["PID|1", "MSH", "MSH|^~", ""] {
-            assert!(matches!(parse_message(bad), Err(PluginError::InvalidInput(_))), "{bad}");
+            assert!(
+                matches!(parse_message(bad), Err(PluginError::InvalidInput(_))),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn latin1_only_when_declared() {
-        let mut msg = b"MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5|||||||8859/1\rNTE|1||caf\xe9\r".to_vec();
+        let mut msg =
+            b"MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5|||||||8859/1\rNTE|1||caf\xe9\r".to_vec();
         let (text, latin1) = decode(&msg).unwrap();
         assert!(latin1 && text.contains("café"));
         let mut parsed = parse_message(&text).unwrap();
         to_source_offsets(&text, &mut parsed);
         let span = parsed.sections[0].source;
-        assert_eq!(&msg[span.start as usize..span.end as usize], b"NTE|1||caf\xe9");
+        assert_eq!(
+            &msg[span.start as usize..span.end as usize],
+            b"NTE|1||caf\xe9"
+        );
         msg = b"MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5\rNTE|1||caf\xe9\r".to_vec();
         assert!(matches!(decode(&msg), Err(PluginError::InvalidInput(_))));
     }

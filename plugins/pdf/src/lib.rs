@@ -98,7 +98,11 @@ mod tests {
 
     #[test]
     fn garbage_is_invalid_input() {
-        for bad in [&b"%PDF-1.4\n"[..], b"not a pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog"] {
+        for bad in [
+            &b"%PDF-1.4\n"[..],
+            b"not a pdf",
+            b"%PDF-1.7\n1 0 obj << /Type /Catalog",
+        ] {
             assert!(matches!(parse_pdf(bad), Err(PluginError::InvalidInput(_))));
         }
     }

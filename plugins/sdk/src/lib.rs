@@ -128,7 +128,10 @@ macro_rules! shared_helpers {
                 Quantity {
                     value: $crate::values::number(text),
                     text: (!text.is_empty()).then(|| text.to_owned()),
-                    unit: unit.map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned),
+                    unit: unit
+                        .map(str::trim)
+                        .filter(|u| !u.is_empty())
+                        .map(str::to_owned),
                 }
             }
 

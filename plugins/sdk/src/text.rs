@@ -123,7 +123,10 @@ mod tests {
                 (Some("Medications"), "Taken with food."),
             ]
         );
-        assert_eq!(&doc[got[1].start..got[1].end], "Type 2 diabetes since 2015.");
+        assert_eq!(
+            &doc[got[1].start..got[1].end],
+            "Type 2 diabetes since 2015."
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@ mod bad_input;
 mod model;
 mod newcomer;
 mod operations;
+mod parsers;
 mod plugins;
+mod registry;
 mod store;
 mod tenancy;

@@ -1,48 +1,54 @@
-//! The sandbox with the compiled first-party `text` plugin.
+//! The sandbox with compiled components: the `text` parser, the hostile test
+//! plugins, the contract-version plugins and the three scaffolds that
+//! `cargo xtask plugin new` generates.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use medmemory::plugins::{Limits, PluginHost, Registry};
-use medmemory_tests::{in_ci, plugins_dir};
+use medmemory::plugins::clinical_rules::HookRequest;
+use medmemory::plugins::evidence_retriever::Query;
+use medmemory::plugins::search::{Hit, SearchMode};
+use medmemory::plugins::types::{ClinicalRecord, Coding, Quantity, RecordKind};
+use medmemory::plugins::{CallContext, Kind, Limits, PluginHost, Registry};
+use medmemory_tests::component;
 
-fn new_registry(cache: &std::path::Path) -> Registry {
-    let host = PluginHost::new(Limits {
-        fuel: 1_000_000_000,
-        memory_bytes: 64 * 1024 * 1024,
-        deadline: Duration::from_secs(5),
+fn limits(fuel: u64, memory_mib: usize, deadline_ms: u64) -> Limits {
+    Limits {
+        fuel,
+        memory_bytes: memory_mib * 1024 * 1024,
+        deadline_ms,
         max_input_bytes: 1024 * 1024,
-        max_output_bytes: 4 * 1024 * 1024,
-    })
-    .expect("engine");
+        max_output_bytes: 1024 * 1024,
+    }
+}
+
+fn registry(limits: Limits, cache: &std::path::Path) -> Registry {
+    let host = PluginHost::new(limits).expect("engine");
     Registry::new(Arc::new(host), cache.to_path_buf())
 }
 
-fn text_plugin() -> Option<Vec<u8>> {
-    match std::fs::read(plugins_dir().join("text.wasm")) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if !in_ci() => {
-            eprintln!("skipping: build plugins with `cargo xtask plugins` ({e})");
-            None
-        }
-        Err(e) => panic!("CI must build the plugins: {e}"),
-    }
+fn ctx(registry: &Registry) -> CallContext {
+    registry.host().default_context()
 }
 
 #[test]
 fn text_plugin_parses_sections_with_spans() {
-    let Some(bytes) = text_plugin() else { return };
+    let bytes = component("text");
     let cache = tempfile::tempdir().unwrap();
-    let registry = new_registry(cache.path());
+    let registry = registry(limits(1_000_000_000, 64, 5000), cache.path());
     let plugin = registry.install(&bytes).expect("install");
     assert_eq!(plugin.info.name, "text");
+    assert_eq!(plugin.info.kind, Kind::Parser);
+    assert_eq!(plugin.info.wit_version, "0.1.0");
     assert_eq!(plugin.info.id.len(), 64);
     assert!(plugin.info.media_types.iter().any(|m| m == "text/plain"));
-    assert!(registry.parser_for("text/plain").is_some());
-    assert!(registry.parser_for("application/pdf").is_none());
 
     let doc = "# Plan\nStart metformin.\n\nRecheck in 3 months.\n";
-    let (parsed, outcome) = registry.host().parse(&plugin, "text/plain", doc.as_bytes());
+    let (parsed, outcome) =
+        registry
+            .host()
+            .parse(&plugin, &ctx(&registry), "text/plain", doc.as_bytes());
     let parsed = parsed.expect("parse");
     let sections: Vec<(Option<&str>, &str)> = parsed
         .sections
@@ -62,35 +68,61 @@ fn text_plugin_parses_sections_with_spans() {
         "Recheck in 3 months."
     );
     assert!(outcome.fuel_used > 0);
+    assert!(outcome.peak_memory_bytes > 0);
 
     // Invalid UTF-8 is the plugin's own invalid-input error, not a host failure.
-    let (result, _) = registry
-        .host()
-        .parse(&plugin, "text/plain", &[0xff, 0xfe, 0x00]);
+    let (result, _) =
+        registry
+            .host()
+            .parse(&plugin, &ctx(&registry), "text/plain", &[0xff, 0xfe, 0x00]);
     assert_eq!(result.unwrap_err().code(), "plugin_invalid_input");
 
-    // Compiled once: a second registry over the same cache loads, not compiles.
-    let cached: Vec<_> = std::fs::read_dir(cache.path()).unwrap().collect();
+    // Input over the limit is refused before the call.
+    let big = vec![b'a'; 1024 * 1024 + 1];
+    let (result, outcome) = registry
+        .host()
+        .parse(&plugin, &ctx(&registry), "text/plain", &big);
+    assert_eq!(result.unwrap_err().code(), "plugin_input_too_large");
+    assert_eq!(outcome.fuel_used, 0);
+
+    // Compiled once: a second registry over the same cache loads, not compiles,
+    // and a precompiled artefact is never accepted as an upload.
+    let cached: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(cached.len(), 1);
-    let again = new_registry(cache.path())
+    let started = Instant::now();
+    let again = registry_again(cache.path())
         .install(&bytes)
         .expect("install from cache");
+    let cached_load = started.elapsed();
     assert_eq!(again.info.id, plugin.info.id);
+    let precompiled = std::fs::read(&cached[0]).unwrap();
+    assert_eq!(
+        registry_again(cache.path())
+            .install(&precompiled)
+            .err()
+            .map(|e| e.code()),
+        Some("plugin_not_a_component")
+    );
+    eprintln!("cached load of text.wasm: {cached_load:?}");
+}
+
+fn registry_again(cache: &std::path::Path) -> Registry {
+    registry(limits(1_000_000_000, 64, 5000), cache)
 }
 
 #[test]
 fn non_components_are_refused() {
     let cache = tempfile::tempdir().unwrap();
-    let registry = new_registry(cache.path());
-    let core_module = b"\0asm\x01\x00\x00\x00";
-    assert_eq!(
-        registry.install(core_module).err().map(|e| e.code()),
-        Some("plugin_not_a_component")
-    );
-    assert_eq!(
-        registry.install(b"hello").err().map(|e| e.code()),
-        Some("plugin_not_a_component")
-    );
+    let registry = registry(limits(1000, 16, 100), cache.path());
+    for bytes in [&b"\0asm\x01\x00\x00\x00"[..], b"hello", b""] {
+        assert_eq!(
+            registry.install(bytes).err().map(|e| e.code()),
+            Some("plugin_not_a_component")
+        );
+    }
     assert!(registry.list().is_empty());
 }
 
@@ -98,29 +130,16 @@ fn non_components_are_refused() {
 /// stable code, within its budget; the good plugin answers right after each.
 #[test]
 fn hostile_plugins_fail_alone_with_stable_codes() {
-    let Some(good) = text_plugin() else { return };
-    let dir = medmemory_tests::hostile_plugins_dir();
     let cache = tempfile::tempdir().unwrap();
-    let host = PluginHost::new(Limits {
-        fuel: 200_000_000,
-        memory_bytes: 32 * 1024 * 1024,
-        deadline: Duration::from_secs(2),
-        max_input_bytes: 1024 * 1024,
-        max_output_bytes: 1024 * 1024,
-    })
-    .expect("engine");
-    let registry = Registry::new(Arc::new(host), cache.path().to_path_buf());
-    let good = registry.install(&good).expect("install text");
+    let registry = registry(limits(200_000_000, 32, 2000), cache.path());
+    let good = registry.install(&component("text")).expect("install text");
 
-    let refused = [
+    for (name, code) in [
         ("filesystem", "plugin_forbidden_import"),
         ("sockets", "plugin_forbidden_import"),
-    ];
-    for (name, code) in refused {
-        let bytes = std::fs::read(dir.join(format!("{name}.wasm")))
-            .unwrap_or_else(|e| panic!("{name}.wasm: {e}; run `cargo xtask plugins`"));
+    ] {
         let error = registry
-            .install(&bytes)
+            .install(&component(name))
             .err()
             .unwrap_or_else(|| panic!("{name} installed"));
         assert_eq!(error.code(), code, "{name}: {error}");
@@ -135,14 +154,14 @@ fn hostile_plugins_fail_alone_with_stable_codes() {
         ("huge-output", "plugin_output_too_large"),
     ];
     for (name, code) in failing {
-        let bytes = std::fs::read(dir.join(format!("{name}.wasm"))).expect("hostile component");
         let plugin = registry
-            .install(&bytes)
+            .install(&component(name))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let started = std::time::Instant::now();
-        let (result, _) = registry
-            .host()
-            .parse(&plugin, "application/x-hostile", b"input");
+        let started = Instant::now();
+        let (result, _) =
+            registry
+                .host()
+                .parse(&plugin, &ctx(&registry), "application/x-hostile", b"input");
         let elapsed = started.elapsed();
         let failure = result.err().unwrap_or_else(|| panic!("{name} succeeded"));
         assert_eq!(failure.code(), code, "{name}: {failure}");
@@ -151,9 +170,12 @@ fn hostile_plugins_fail_alone_with_stable_codes() {
             "{name} ran {elapsed:?}, past its budget"
         );
 
-        let (ok, _) = registry
-            .host()
-            .parse(&good, "text/plain", b"Plan:\nWalk daily.\n");
+        let (ok, _) = registry.host().parse(
+            &good,
+            &ctx(&registry),
+            "text/plain",
+            b"Plan:\nWalk daily.\n",
+        );
         assert_eq!(ok.expect("the good plugin still answers").sections.len(), 1);
     }
 }
@@ -161,30 +183,196 @@ fn hostile_plugins_fail_alone_with_stable_codes() {
 /// With fuel to spare, the epoch deadline is what stops a runaway plugin.
 #[test]
 fn the_deadline_stops_a_loop_that_fuel_would_not() {
-    let dir = medmemory_tests::hostile_plugins_dir();
-    let Ok(bytes) = std::fs::read(dir.join("loop.wasm")) else {
-        assert!(!in_ci(), "CI must build the hostile plugins");
-        return;
-    };
     let cache = tempfile::tempdir().unwrap();
-    let host = PluginHost::new(Limits {
-        fuel: u64::MAX,
-        memory_bytes: 32 * 1024 * 1024,
-        deadline: Duration::from_millis(300),
-        max_input_bytes: 1024,
-        max_output_bytes: 1024,
-    })
-    .expect("engine");
-    let registry = Registry::new(Arc::new(host), cache.path().to_path_buf());
-    let plugin = registry.install(&bytes).expect("install");
-    let started = std::time::Instant::now();
-    let (result, _) = registry
-        .host()
-        .parse(&plugin, "application/x-hostile", b"x");
+    let registry = registry(limits(u64::MAX, 32, 300), cache.path());
+    let plugin = registry.install(&component("loop")).expect("install");
+    let started = Instant::now();
+    let (result, _) =
+        registry
+            .host()
+            .parse(&plugin, &ctx(&registry), "application/x-hostile", b"x");
     assert_eq!(result.unwrap_err().code(), "plugin_deadline_exceeded");
     let elapsed = started.elapsed();
     assert!(
         elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(2),
         "{elapsed:?}"
     );
+}
+
+/// A plugin built against 0.1.9 runs on this 0.1.0 host; one built against
+/// 0.2.0 is refused with a message that says what the host accepts.
+#[test]
+fn semver_compatible_contracts_are_accepted_and_others_refused() {
+    let cache = tempfile::tempdir().unwrap();
+    let registry = registry(limits(100_000_000, 32, 2000), cache.path());
+    let minor = registry
+        .install(&component("contract-minor"))
+        .expect("0.1.9 installs");
+    assert_eq!(minor.info.wit_version, "0.1.9");
+    let (parsed, _) = registry.host().parse(
+        &minor,
+        &ctx(&registry),
+        "application/x-contract-minor",
+        b"12345",
+    );
+    assert_eq!(parsed.expect("0.1.9 parses").sections[0].text, "5 bytes");
+
+    let error = registry
+        .install(&component("contract-major"))
+        .err()
+        .expect("0.2.0 is refused");
+    assert_eq!(error.code(), "plugin_incompatible_contract");
+    let message = error.to_string();
+    assert!(
+        message.contains("@0.2.0") && message.contains("0.1.x"),
+        "{message}"
+    );
+}
+
+fn a1c(when: &str, value: f64) -> ClinicalRecord {
+    ClinicalRecord {
+        kind: RecordKind::Observation,
+        codes: vec![Coding {
+            system: "http://loinc.org".into(),
+            code: "4548-4".into(),
+            display: None,
+        }],
+        display: "HbA1c".into(),
+        status: Some("final".into()),
+        value: Some(Quantity {
+            value: Some(value),
+            text: None,
+            unit: Some("%".into()),
+        }),
+        reference_range: None,
+        interpretation: None,
+        effective: Some(when.into()),
+        effective_end: None,
+        details: Vec::new(),
+        source_id: None,
+        source: None,
+    }
+}
+
+/// The clinical-rule scaffold, as generated: describes its service, raises a
+/// card above the clinic's threshold (via the `config` import), and the host
+/// assigns card ids; a bad setting is the plugin's invalid-input error.
+#[test]
+fn the_clinical_rule_scaffold_raises_cards() {
+    let cache = tempfile::tempdir().unwrap();
+    let registry = registry(limits(100_000_000, 32, 2000), cache.path());
+    let rule = registry
+        .install(&component("scaffold-clinical-rule"))
+        .expect("install");
+    assert_eq!(rule.info.kind, Kind::ClinicalRule);
+    assert_eq!(rule.info.services.len(), 1);
+    assert_eq!(rule.info.services[0].hook, "patient-view");
+
+    let request: HookRequest = serde_json::from_value(serde_json::json!({
+        "service_id": "scaffold-clinical-rule", "hook": "patient-view", "hook_instance": "h1",
+        "now": "2025-01-01T00:00:00Z",
+        "patient": { "id": "p1", "birth_date": "1961-04-12", "sex": "female", "records": [] }
+    }))
+    .expect("request");
+    let mut request = request;
+    request.patient.records = vec![a1c("2024-01-05", 7.1), a1c("2024-06-05", 9.3)];
+
+    let (cards, outcome) = registry.host().evaluate(&rule, &ctx(&registry), &request);
+    let cards = cards.expect("evaluate");
+    assert_eq!(cards.len(), 1);
+    assert!(cards[0].summary.contains("9.3"), "{}", cards[0].summary);
+    assert!(cards[0].uuid.as_deref().is_some_and(|u| u.len() == 36));
+    assert!(outcome.fuel_used > 0);
+
+    let with = |threshold: &str| CallContext {
+        limits: registry.host().limits(),
+        config: BTreeMap::from([("threshold".to_owned(), threshold.to_owned())]),
+    };
+    let (cards, _) = registry.host().evaluate(&rule, &with("10"), &request);
+    assert!(cards.expect("evaluate").is_empty());
+    let (error, _) = registry.host().evaluate(&rule, &with("high"), &request);
+    assert_eq!(error.unwrap_err().code(), "plugin_invalid_input");
+
+    // A rule is not a parser.
+    let (wrong, _) = registry
+        .host()
+        .parse(&rule, &ctx(&registry), "text/plain", b"x");
+    assert_eq!(wrong.unwrap_err().code(), "plugin_wrong_kind");
+}
+
+fn hit(id: &str, text: &str) -> Hit {
+    Hit {
+        chunk_id: id.into(),
+        document_id: "doc".into(),
+        score: 1.0,
+        text: text.into(),
+        section: None,
+    }
+}
+
+/// The retriever scaffold fuses the host's keyword and vector searches; a
+/// retriever that returns an id `search` never handed out is refused.
+#[test]
+fn retrievers_see_only_what_search_hands_them() {
+    let cache = tempfile::tempdir().unwrap();
+    let registry = registry(limits(100_000_000, 32, 2000), cache.path());
+    let retriever = registry
+        .install(&component("scaffold-retriever"))
+        .expect("install");
+    assert_eq!(retriever.info.kind, Kind::Retriever);
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = calls.clone();
+    let search = Box::new(move |query: &str, mode: SearchMode, limit: u32| {
+        seen.lock().unwrap().push((query.to_owned(), mode, limit));
+        match mode {
+            SearchMode::Keyword => vec![hit("a", "amoxicillin rash"), hit("b", "penicillin")],
+            SearchMode::Vector => vec![hit("b", "penicillin"), hit("c", "hives")],
+        }
+    });
+    let query = Query {
+        text: "drug reactions".into(),
+        limit: 2,
+        now: "2025-01-01T00:00:00Z".into(),
+    };
+    let (ranked, outcome) = registry
+        .host()
+        .retrieve(&retriever, &ctx(&registry), &query, search);
+    let ranked = ranked.expect("retrieve");
+    assert_eq!(ranked.len(), 2);
+    assert_eq!(ranked[0].chunk_id, "b", "agreement wins under RRF");
+    let calls = calls.lock().unwrap();
+    assert_eq!(calls.len(), 2);
+    assert!(
+        calls
+            .iter()
+            .all(|(q, _, limit)| q == "drug reactions" && *limit == 4)
+    );
+    assert_eq!(outcome.chunks_seen.len(), 4);
+
+    let fabricator = registry.install(&component("fabricator")).expect("install");
+    let (result, _) = registry.host().retrieve(
+        &fabricator,
+        &ctx(&registry),
+        &query,
+        Box::new(|_: &str, _: SearchMode, _: u32| vec![hit("a", "x")]),
+    );
+    assert_eq!(result.unwrap_err().code(), "plugin_invalid_output");
+}
+
+/// The parser scaffold turns lab lines into observations.
+#[test]
+fn the_parser_scaffold_finds_lab_values() {
+    let cache = tempfile::tempdir().unwrap();
+    let registry = registry(limits(100_000_000, 32, 2000), cache.path());
+    let parser = registry
+        .install(&component("scaffold-parser"))
+        .expect("install");
+    let doc = b"Visit\nHbA1c: 6.4 %\n";
+    let (parsed, _) = registry
+        .host()
+        .parse(&parser, &ctx(&registry), "text/plain", doc);
+    let parsed = parsed.expect("parse");
+    assert_eq!(parsed.records.len(), 1);
+    assert_eq!(parsed.records[0].value.as_ref().unwrap().value, Some(6.4));
+    assert_eq!(parsed.records[0].codes[0].code, "4548-4");
 }
