@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{
+    Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView,
+};
 
 use super::bindings::{
     clinical_rules, config, document_parser, evidence_retriever, log, parser, retriever, rule,
@@ -281,6 +283,41 @@ impl search::Host for CallState {
     }
 }
 
+/// Clocks stopped at the Unix epoch: plugins get time only as `now` in a
+/// request, so the same input always gives the same output.
+struct Frozen;
+
+impl HostWallClock for Frozen {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for Frozen {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// The WASI context of every call: no arguments, environment, files or
+/// sockets, stdin closed, stdout and stderr discarded, frozen clocks and fixed
+/// "random" bytes (std's hash maps only need a seed, not secrecy).
+fn deterministic_wasi() -> WasiCtx {
+    WasiCtx::builder()
+        .wall_clock(Frozen)
+        .monotonic_clock(Frozen)
+        .secure_random(Deterministic::new(b"medmemory-plugin".to_vec()))
+        .insecure_random(Deterministic::new(b"medmemory-plugin".to_vec()))
+        .insecure_random_seed(0x6d65_646d_656d_6f72_7970_6c75_6769_6e00)
+        .build()
+}
+
 /// A memory limiter that remembers that it said no, so the failure is reported
 /// as `plugin_memory_exceeded` rather than as a generic trap. Refusing a grow
 /// returns an error, which traps at once (the `trap_on_grow_failure`
@@ -417,7 +454,7 @@ impl PluginHost {
 
     fn store(&self, ctx: &CallContext, search: Option<SearchFn>) -> Store<CallState> {
         let state = CallState {
-            wasi: WasiCtx::builder().build(),
+            wasi: deterministic_wasi(),
             table: ResourceTable::new(),
             limiter: MemoryCap {
                 max: ctx.limits.memory_bytes.min(self.limits.memory_bytes),

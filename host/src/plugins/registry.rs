@@ -2,7 +2,7 @@
 //! cache, described.
 //!
 //! A component is refused at install if it is not a component, imports an
-//! interface outside the granted set (files, sockets, HTTP), does not export a
+//! interface outside the granted set (no files, sockets or HTTP), does not export a
 //! semver-compatible `medmemory:plugin` world, fails to compile, or describes
 //! itself inconsistently. Compiled code is cached under the data folder keyed by
 //! the component's SHA-256 and the engine's compatibility hash; uploaded
@@ -24,8 +24,17 @@ use super::breaker::Breaker;
 use super::contract::{self, Kind};
 use super::engine::{PluginHost, Pre};
 
-/// WASI interfaces a plugin may never import.
-const FORBIDDEN_IMPORTS: [&str; 3] = ["wasi:filesystem", "wasi:sockets", "wasi:http"];
+/// The only interfaces a plugin may import: the contract's host imports and
+/// what Rust's std links (`wasi:cli`, `wasi:io`, `wasi:random`, `wasi:clocks`),
+/// all backed by an empty, deterministic context. Anything else (files,
+/// sockets, HTTP, key-value stores, ...) is refused at install.
+const GRANTED_IMPORTS: [&str; 5] = [
+    "medmemory:plugin/",
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:random/",
+    "wasi:clocks/",
+];
 
 /// What the registry knows about an installed plugin.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -144,7 +153,7 @@ impl Registry {
         let engine = &self.host.engine;
         let ty = component.component_type();
         for (name, _) in ty.imports(engine) {
-            if FORBIDDEN_IMPORTS.iter().any(|f| name.starts_with(f)) {
+            if !GRANTED_IMPORTS.iter().any(|g| name.starts_with(g)) {
                 return Err(InstallError::ForbiddenImport(name.to_owned()));
             }
         }
