@@ -178,14 +178,11 @@ fn base(
 fn value(v: &Value) -> Option<Quantity> {
     if let Some(q) = v.get("valueQuantity") {
         let unit = str_at(q, &["unit"]).or_else(|| str_at(q, &["code"]));
-        return match q.get("value").and_then(Value::as_f64) {
-            Some(n) => Some(Quantity {
-                value: Some(n),
-                text: q.get("value").map(|n| n.to_string()),
-                unit: owned(unit),
-            }),
-            None => None,
-        };
+        return q.get("value").and_then(Value::as_f64).map(|n| Quantity {
+            value: Some(n),
+            text: q.get("value").map(|n| n.to_string()),
+            unit: owned(unit),
+        });
     }
     if let Some(s) = str_at(v, &["valueString"]) {
         return Some(Quantity::parse(s, None));
