@@ -39,8 +39,13 @@ pub struct App {
     pub worker: Worker,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Request rate limits.
+    pub limits: crate::http::limits::RateLimits,
+    /// The OIDC access-token verifier, when an issuer is configured.
+    pub oidc: Option<Arc<crate::auth::oidc::Oidc>>,
     embedder: OnceLock<Arc<Embedder>>,
     model_error: Mutex<Option<String>>,
+    index_problems: Mutex<Vec<String>>,
 }
 
 /// The axum state: a cheap clone of the shared [`App`].
@@ -85,18 +90,69 @@ impl App {
             .context("loading installed plugins")?;
         tracing::info!(first_party, "first-party plugins installed at start");
         tracing::info!(count, "plugins installed at start");
+        let oidc = match settings.oidc().map_err(|e| anyhow::anyhow!(e))? {
+            Some(oidc) => Some(Arc::new(crate::auth::oidc::Oidc::new(oidc)?)),
+            None => None,
+        };
         Ok(Arc::new(App {
+            oidc,
             blobs: BlobStore::new(settings.blobs_dir()),
             metrics: crate::telemetry::metrics(),
+            limits: crate::http::limits::RateLimits {
+                principal: crate::http::limits::Limiter::per_minute(settings.rate_limit_per_minute),
+                address: crate::http::limits::Limiter::per_minute(
+                    settings.rate_limit_address_per_minute,
+                ),
+            },
             worker: Worker::default(),
             embedder: OnceLock::new(),
             model_error: Mutex::new(None),
+            index_problems: Mutex::new(Vec::new()),
             settings,
             db,
             authz,
             plugins,
             vectors,
         }))
+    }
+
+    /// Brings SQL, blobs and vectors into agreement after whatever stopped the
+    /// last process, and checks each vector table against the loaded model.
+    /// Run before the server listens.
+    pub async fn prepare(&self) -> anyhow::Result<()> {
+        let sweep = crate::ingest::maintenance::sweep_orphans(self)
+            .await
+            .context("reconciling vectors and blobs with the database")?;
+        if sweep != Default::default() {
+            tracing::warn!(
+                orphan_vectors = sweep.orphan_vectors,
+                orphan_blobs = sweep.orphan_blobs,
+                erasures = sweep.erasures,
+                "repaired state left by an interrupted process"
+            );
+        }
+        self.check_index().await
+    }
+
+    /// Re-checks the vector tables against the loaded model (for `/ready`).
+    pub async fn check_index(&self) -> anyhow::Result<()> {
+        let problems = crate::ingest::maintenance::index_problems(self).await?;
+        for problem in &problems {
+            tracing::error!(problem = %problem, "vector index does not match this server");
+        }
+        *self
+            .index_problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = problems;
+        Ok(())
+    }
+
+    /// Why the vector index cannot be used as it is, if it cannot.
+    pub fn index_problems(&self) -> Vec<String> {
+        self.index_problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The embedding model, once loaded.
@@ -130,17 +186,35 @@ impl App {
         }
     }
 
-    /// Starts the background tasks: model load, job worker, policy sync.
+    /// Starts the background tasks: model load, job worker, policy sync, and
+    /// the identity provider's keys.
     pub fn start_background(self: &Arc<Self>) {
+        if let Some(oidc) = &self.oidc {
+            tokio::spawn(oidc.clone().keep_fresh());
+        }
         let app = self.clone();
         tokio::spawn(async move {
             app.load_model().await;
-            match app.db.requeue_running_jobs().await {
+            match app
+                .db
+                .requeue_running_jobs(crate::ingest::MAX_INTERRUPTIONS)
+                .await
+            {
                 Ok(n) if n > 0 => {
                     tracing::warn!(jobs = n, "requeued jobs interrupted by a restart")
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "could not requeue interrupted jobs"),
+            }
+            if app.embedder().is_some() && app.index_problems().is_empty() {
+                match crate::ingest::maintenance::index_missing(&app).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(
+                        chunks = n,
+                        "indexed committed chunks missing from the vector index"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "could not index missing chunks"),
+                }
             }
             app.worker.clone().run(app.clone()).await;
         });
@@ -168,8 +242,15 @@ impl App {
         if !self.db.has_no_credentials().await? {
             return Ok(None);
         }
-        let (_, secret) =
-            crate::auth::tokens::issue(&self.db, "bootstrap", None, "platform-admin").await?;
+        let (_, secret) = crate::auth::tokens::issue(
+            &self.db,
+            "bootstrap",
+            None,
+            "platform-admin",
+            None,
+            &crate::db::audit::AuditEvent::now("system", "token", "create", "succeeded"),
+        )
+        .await?;
         self.authz.reload().await?;
         Ok(Some(secret))
     }

@@ -40,6 +40,23 @@ pub struct Settings {
     pub plugin_breaker_threshold: u32,
     /// How long an open breaker refuses calls, in milliseconds.
     pub plugin_breaker_cooldown_ms: u64,
+    /// Requests a minute per credential (expensive routes count 5).
+    pub rate_limit_per_minute: u32,
+    /// Requests a minute per client address.
+    pub rate_limit_address_per_minute: u32,
+    /// The OIDC issuer URL; unset: only service API tokens are accepted.
+    pub oidc_issuer: Option<String>,
+    /// The API's audience, required with an issuer.
+    pub oidc_audience: Option<String>,
+    /// The `typ` header access tokens must carry; empty: not checked.
+    pub oidc_token_type: String,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds (at most 300).
+    pub oidc_leeway_secs: u64,
+    /// How often the provider's keys are refreshed, in seconds.
+    pub oidc_jwks_refresh_secs: u64,
+    /// The least time between two key refetches caused by unknown key ids,
+    /// in milliseconds.
+    pub oidc_jwks_refetch_min_ms: u64,
 }
 
 impl Default for Settings {
@@ -59,6 +76,14 @@ impl Default for Settings {
             plugin_max_output_bytes: 32 * 1024 * 1024,
             plugin_breaker_threshold: 5,
             plugin_breaker_cooldown_ms: 60_000,
+            rate_limit_per_minute: 600,
+            rate_limit_address_per_minute: 1200,
+            oidc_issuer: None,
+            oidc_audience: None,
+            oidc_token_type: "at+jwt".into(),
+            oidc_leeway_secs: 30,
+            oidc_jwks_refresh_secs: 300,
+            oidc_jwks_refetch_min_ms: 10_000,
         }
     }
 }
@@ -133,6 +158,28 @@ impl Settings {
     /// Where installed components are kept, by SHA-256.
     pub fn plugin_store_dir(&self) -> PathBuf {
         self.data_dir.join("plugin-store")
+    }
+
+    /// How access tokens are checked, when an issuer is configured. An issuer
+    /// without an audience is a configuration error.
+    pub fn oidc(&self) -> Result<Option<crate::auth::oidc::OidcSettings>, String> {
+        let Some(issuer) = self.oidc_issuer.clone().filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let audience = self
+            .oidc_audience
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or("MEDMEMORY_OIDC_AUDIENCE is required with MEDMEMORY_OIDC_ISSUER")?;
+        let token_type = Some(self.oidc_token_type.trim().to_owned()).filter(|t| !t.is_empty());
+        Ok(Some(crate::auth::oidc::OidcSettings {
+            issuer,
+            audience,
+            token_type,
+            leeway: std::time::Duration::from_secs(self.oidc_leeway_secs),
+            refresh: std::time::Duration::from_secs(self.oidc_jwks_refresh_secs.max(1)),
+            refetch_min: std::time::Duration::from_millis(self.oidc_jwks_refetch_min_ms),
+        }))
     }
 
     /// The host-owned cache of compiled plugins.

@@ -7,8 +7,10 @@
 pub mod app;
 pub mod auth;
 pub mod authz;
+pub mod bench;
 pub mod config;
 pub mod db;
+pub mod fhir;
 pub mod http;
 pub mod ingest;
 pub mod memory;

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use medmemory::app::{App, AppState};
 use medmemory::config::Settings;
 use medmemory::db::Db;
+use medmemory::db::audit::AuditEvent;
 use medmemory::plugins::{LimitOverrides, PluginHost, Plugins, Registry};
 
 #[derive(Parser)]
@@ -34,12 +35,54 @@ enum Command {
     /// Manage plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Rebuild the vector index from the database (after a model change, or
+    /// when `/ready` asks for it). Run it while the server is stopped.
+    Reindex {
+        /// Only this clinic.
+        #[arg(long)]
+        clinic: Option<uuid::Uuid>,
+    },
+    /// Measure embedding, ingestion and search on this machine (used by
+    /// `cargo xtask bench memory`); works in a scratch folder.
+    #[command(hide = true)]
+    BenchMemory {
+        /// Documents to ingest; 0 skips the ingest run.
+        #[arg(long, default_value_t = 1000)]
+        documents: usize,
+        /// Synthetic table sizes for the search run, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [100_000usize, 1_000_000])]
+        table_sizes: Vec<usize>,
+        /// The folder with the HL7 and FHIR samples (`tests/samples`).
+        #[arg(long)]
+        samples: PathBuf,
+        /// A scratch folder, removed after.
+        #[arg(long)]
+        scratch: PathBuf,
+    },
+    /// Measure casbin enforce() and enforcer rebuilds (used by `cargo xtask
+    /// bench authz`); works in a scratch folder.
+    #[command(hide = true)]
+    BenchAuthz {
+        /// Role assignments to load.
+        #[arg(long, default_value_t = 10_000)]
+        assignments: usize,
+        /// A scratch folder, removed after.
+        #[arg(long)]
+        scratch: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
 enum TokenCommand {
     /// Create a token and print it, alone, on stdout.
     Create(TokenArgs),
+    /// List tokens (id, name, clinic, role, expiry, last use, revoked).
+    List,
+    /// Revoke a token with immediate effect.
+    Revoke {
+        /// The token's id.
+        id: uuid::Uuid,
+    },
 }
 
 #[derive(Args)]
@@ -132,10 +175,34 @@ fn main() -> ExitCode {
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(settings).await,
             Command::Token(TokenCommand::Create(args)) => create_token(settings, args).await,
+            Command::Token(TokenCommand::List) => list_tokens(settings).await,
+            Command::Token(TokenCommand::Revoke { id }) => revoke_token(settings, id).await,
             Command::Plugin(PluginCommand::Install { file }) => {
                 install_plugin(settings, file).await
             }
             Command::Plugin(PluginCommand::List) => list_plugins(settings).await,
+            Command::Reindex { clinic } => reindex(settings, clinic).await,
+            Command::BenchMemory {
+                documents,
+                table_sizes,
+                samples,
+                scratch,
+            } => {
+                medmemory::bench::memory(
+                    &settings,
+                    &medmemory::bench::Options {
+                        documents,
+                        table_sizes,
+                        samples,
+                        scratch,
+                    },
+                )
+                .await
+            }
+            Command::BenchAuthz {
+                assignments,
+                scratch,
+            } => medmemory::bench::authz(&scratch, assignments).await,
             Command::Plugin(PluginCommand::Run(args)) => medmemory::plugins::run::run(
                 &settings,
                 &args.file,
@@ -164,6 +231,7 @@ fn main() -> ExitCode {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let bind = settings.bind;
     let app = App::build(settings).await?;
+    app.prepare().await?;
     if let Some(secret) = app.bootstrap().await? {
         eprintln!("MedMemory bootstrap platform-admin token (shown once; store it now):");
         println!("{secret}");
@@ -175,9 +243,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(addr = %addr, backend = app.db.backend(), "listening");
     let router = medmemory::http::router(AppState(app));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await?;
     Ok(())
 }
 
@@ -199,6 +270,24 @@ async fn shutdown() {
         () = term => {},
     }
     tracing::info!("shutting down");
+}
+
+async fn reindex(settings: Settings, clinic: Option<uuid::Uuid>) -> anyhow::Result<()> {
+    let app = App::build(settings).await?;
+    app.load_model().await;
+    if let Some(e) = app.model_error() {
+        anyhow::bail!("the embedding model is unavailable: {e}");
+    }
+    if let Some(clinic) = clinic {
+        anyhow::ensure!(app.db.clinic(clinic).await?.is_some(), "no clinic {clinic}");
+    }
+    let started = std::time::Instant::now();
+    let (chunks, cached) = medmemory::ingest::maintenance::reindex(&app, clinic).await?;
+    eprintln!(
+        "reindexed {chunks} chunks ({cached} from the cache) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
@@ -226,8 +315,60 @@ async fn create_token(settings: Settings, args: TokenArgs) -> anyhow::Result<()>
         }
         _ => anyhow::bail!("give --platform-admin, or --clinic and --role"),
     };
-    let (_, secret) = medmemory::auth::tokens::issue(&db, &args.name, clinic, &role).await?;
+    let mut audit = AuditEvent::now("cli", "token", "create", "succeeded");
+    audit.clinic_id = clinic;
+    let (_, secret) =
+        medmemory::auth::tokens::issue(&db, &args.name, clinic, &role, None, &audit).await?;
     println!("{secret}");
+    Ok(())
+}
+
+async fn offline_db(settings: &Settings) -> anyhow::Result<Db> {
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let db = Db::connect(&settings.database_url()).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+async fn list_tokens(settings: Settings) -> anyhow::Result<()> {
+    let db = offline_db(&settings).await?;
+    let mut after = None;
+    loop {
+        let page = db.tokens(None, true, after, 500).await?;
+        for t in &page {
+            let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map_or("-".to_owned(), |t| t.to_rfc3339())
+            };
+            println!(
+                "{}\t{}\t{}\t{}\texpires {}\tlast used {}\trevoked {}",
+                t.id,
+                t.name,
+                t.clinic_id.map_or("platform".to_owned(), |c| c.to_string()),
+                t.role,
+                time(t.expires_at),
+                time(t.last_used_at),
+                time(t.revoked_at)
+            );
+        }
+        after = page.last().map(|t| t.id);
+        if page.len() < 500 {
+            return Ok(());
+        }
+    }
+}
+
+async fn revoke_token(settings: Settings, id: uuid::Uuid) -> anyhow::Result<()> {
+    let db = offline_db(&settings).await?;
+    let token = db
+        .token(id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no token {id}"))?;
+    let mut audit = AuditEvent::now("cli", "token", "delete", "succeeded");
+    audit.clinic_id = token.clinic_id;
+    db.revoke_token(id, &audit)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("token {id} is already revoked"))?;
+    eprintln!("revoked {id}");
     Ok(())
 }
 

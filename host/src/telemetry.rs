@@ -9,10 +9,27 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
+/// Dependencies whose debug logs can carry data (query plans with search
+/// text, row contents); capped at `warn` unless the filter names them.
+const DATA_BEARING: [&str; 4] = ["lance", "datafusion", "hyper", "reqwest"];
+
+/// The filter actually installed: the configured one, with the data-bearing
+/// dependencies capped unless it names them explicitly.
+pub fn effective_filter(configured: &str) -> String {
+    let mut filter = configured.to_owned();
+    for target in DATA_BEARING {
+        if !configured.contains(target) {
+            filter.push_str(&format!(",{target}=warn"));
+        }
+    }
+    filter
+}
+
 /// Installs the JSON log subscriber writing to stderr (stdout is reserved for
 /// command output such as tokens). Safe to call more than once.
 pub fn init_logs(filter: &str) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_new(effective_filter(filter)).unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_current_span(true)

@@ -5,12 +5,14 @@
 //! `server.upload(...)`, `server.search(...)`.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+pub mod oidc;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -65,6 +67,27 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// Sets the environment of a `medmemory` process for a data folder.
+fn configure(cmd: &mut Command, data: &Path, options: &Options) {
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("MEDMEMORY_BIND", "127.0.0.1:0")
+        .env("MEDMEMORY_DATA_DIR", data)
+        .env("MEDMEMORY_MODELS_DIR", models_dir())
+        .env("MEDMEMORY_PLUGINS_DIR", plugins_dir())
+        .env("MEDMEMORY_LOG", "debug,lance=warn,lancedb=warn,sqlx=warn,datafusion=warn,cranelift=warn,wasmtime=warn,hyper=warn")
+        // Tests poll fast; the rate-limit test sets its own limits.
+        .env("MEDMEMORY_RATE_LIMIT_PER_MINUTE", "1000000")
+        .env("MEDMEMORY_RATE_LIMIT_ADDRESS_PER_MINUTE", "1000000")
+        .current_dir(data);
+    if let Some(url) = &options.database_url {
+        cmd.env("MEDMEMORY_DATABASE_URL", url);
+    }
+    for (k, v) in &options.env {
+        cmd.env(k, v);
+    }
+}
+
 /// A running server and a client for it.
 pub struct TestServer {
     child: Child,
@@ -98,44 +121,99 @@ impl TestServer {
     /// Starts a server with options and waits until `/ready`.
     pub async fn start_with(options: Options) -> TestServer {
         let data = tempfile::tempdir().expect("temp data folder");
-        Self::launch(data, options, None).await
+        Self::launch(data, options, None, true).await
+    }
+
+    /// Starts a server and returns as soon as it listens, ready or not.
+    pub async fn start_unready(options: Options) -> TestServer {
+        let data = tempfile::tempdir().expect("temp data folder");
+        Self::launch(data, options, None, false).await
+    }
+
+    /// Waits until `/ready` answers 200.
+    pub async fn until_ready(&self) {
+        self.wait_ready().await;
+    }
+
+    /// Starts another instance on the same database (its own data folder),
+    /// as a second host behind a load balancer would be; waits until `/ready`.
+    pub async fn second_instance(&self) -> TestServer {
+        let data = tempfile::tempdir().expect("temp data folder");
+        let options = Options {
+            database_url: Some(self.database_url()),
+            env: self.options.env.clone(),
+        };
+        Self::launch(data, options, Some(self.admin.clone()), true).await
     }
 
     /// Stops the server (SIGKILL) and starts it again on the same data folder
     /// and database; waits until `/ready`.
-    pub async fn restart(mut self) -> TestServer {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub async fn restart(self) -> TestServer {
+        self.relaunch(true).await
+    }
+
+    /// As [`Self::restart`], but returns as soon as the server listens, ready
+    /// or not.
+    pub async fn restart_unready(self) -> TestServer {
+        self.relaunch(false).await
+    }
+
+    async fn relaunch(mut self, wait: bool) -> TestServer {
+        self.stop();
         let data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp folder"));
         let options = self.options.clone();
         let admin = self.admin.clone();
         drop(self);
-        Self::launch(data, options, Some(admin)).await
+        Self::launch(data, options, Some(admin), wait).await
+    }
+
+    /// Kills the server process (SIGKILL) and waits for it to die.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The database URL the server uses.
+    pub fn database_url(&self) -> String {
+        self.options.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                self.data.path().join("medmemory.db").display()
+            )
+        })
+    }
+
+    /// Runs a `medmemory` command with the server's settings; returns its
+    /// output.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(binary());
+        configure(&mut cmd, self.data.path(), &self.options);
+        cmd.args(args).output().expect("run medmemory")
+    }
+
+    /// `GET /ready`: status and body.
+    pub async fn ready_status(&self) -> (u16, Value) {
+        let response = self
+            .http
+            .get(self.url("/ready"))
+            .send()
+            .await
+            .expect("ready");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     async fn launch(
         data: tempfile::TempDir,
         options: Options,
         admin: Option<String>,
+        wait: bool,
     ) -> TestServer {
         let mut cmd = Command::new(binary());
         cmd.arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("MEDMEMORY_BIND", "127.0.0.1:0")
-            .env("MEDMEMORY_DATA_DIR", data.path())
-            .env("MEDMEMORY_MODELS_DIR", models_dir())
-            .env("MEDMEMORY_PLUGINS_DIR", plugins_dir())
-            .env("MEDMEMORY_LOG", "debug,lance=warn,lancedb=warn,sqlx=warn,datafusion=warn,cranelift=warn,wasmtime=warn,hyper=warn")
-            .current_dir(data.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(url) = &options.database_url {
-            cmd.env("MEDMEMORY_DATABASE_URL", url);
-        }
-        for (k, v) in &options.env {
-            cmd.env(k, v);
-        }
+        configure(&mut cmd, data.path(), &options);
         let mut child = cmd.spawn().expect("spawn medmemory");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = mpsc::channel::<String>();
@@ -184,7 +262,9 @@ impl TestServer {
             logs,
             options,
         };
-        server.wait_ready().await;
+        if wait {
+            server.wait_ready().await;
+        }
         server
     }
 
@@ -466,6 +546,20 @@ impl PgDatabase {
             .await;
         }
     }
+}
+
+/// Starts a server on a fresh PostgreSQL database, or `None` (with a message)
+/// where no PostgreSQL is configured outside CI. Drop the server, then
+/// [`PgDatabase::drop_db`].
+pub async fn start_on_postgres(env: Vec<(String, String)>) -> Option<(TestServer, PgDatabase)> {
+    let admin_url = postgres_url()?;
+    let db = PgDatabase::create(&admin_url).await;
+    let server = TestServer::start_with(Options {
+        database_url: Some(db.url.clone()),
+        env,
+    })
+    .await;
+    Some((server, db))
 }
 
 /// A built component by file stem: first-party (`data/plugins`) or test

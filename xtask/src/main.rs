@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's own build steps, so a newcomer needs only cargo.
 //!
-//! - `setup`   install what a fresh machine lacks (wasm target, protoc), fetch
+//! - `setup`   install what a fresh machine lacks (wasm target, protoc, the
+//!   test OpenID provider from `tests/oidc`), fetch
 //!   the model weights, build the plugins
 //! - `models`  fetch and unpack the pinned embedding model
 //! - `plugins` build every first-party plugin into `data/plugins/*.wasm`, the
@@ -11,8 +12,11 @@
 //! - `test`    setup, then run every check and test CI runs
 //! - `bench plugins` instantiate + parse cost of 1 KB and 1 MB documents
 //!   (median, p99), compile and cached-load times
+//! - `bench memory` embedding, ingest and search figures
+//! - `bench authz` casbin enforce() cost and enforcer rebuilds at 10k
+//!   role assignments
 //!
-//! It uses only std and shells out to cargo, rustup, python3 and apt-get.
+//! It uses only std and shells out to cargo, rustup, python3, npm and apt-get.
 
 use std::env;
 use std::fs;
@@ -46,11 +50,13 @@ fn main() -> ExitCode {
         Some("plugin") => plugin_command(&root, &args[1..]),
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("plugins") => setup(&root).and_then(|()| bench_plugins(&root)),
-            _ => Err("usage: cargo xtask bench plugins".into()),
+            Some("memory") => setup(&root).and_then(|()| bench_memory(&root, &args[2..])),
+            Some("authz") => bench_authz(&root, &args[2..]),
+            _ => Err("usage: cargo xtask bench <plugins|memory [--documents N] [--table-sizes A,B]|authz [--assignments N]>".into()),
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|models|plugins|build|serve|test|plugin new|bench plugins>"
+                "usage: cargo xtask <setup|models|plugins|build|serve|test|plugin new|bench plugins|bench memory|bench authz>"
             );
             return ExitCode::from(2);
         }
@@ -99,8 +105,24 @@ fn cargo() -> Command {
 fn setup(root: &Path) -> Result {
     wasm_target()?;
     protoc()?;
+    oidc_provider(root)?;
     models(root)?;
     plugins(root)
+}
+
+/// The certified OpenID provider the auth tests run (`tests/oidc`), from its
+/// lock file. Node.js comes from Debian where the machine lacks it.
+fn oidc_provider(root: &Path) -> Result {
+    let dir = root.join("tests/oidc");
+    if dir.join("node_modules/oidc-provider/package.json").exists() {
+        return Ok(());
+    }
+    if !succeeds(Command::new("node").arg("--version")) {
+        apt_install(&["nodejs", "npm"])?;
+    }
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&dir))
 }
 
 fn wasm_target() -> Result {
@@ -120,6 +142,11 @@ fn protoc() -> Result {
     if succeeds(Command::new("protoc").arg("--version")) {
         return Ok(());
     }
+    apt_install(&["protobuf-compiler"])
+}
+
+/// Installs Debian packages (as root, or through sudo).
+fn apt_install(packages: &[&str]) -> Result {
     let apt = |args: &[&str]| {
         let mut cmd = if is_root() {
             Command::new("apt-get")
@@ -132,7 +159,7 @@ fn protoc() -> Result {
         run(&mut cmd)
     };
     apt(&["update", "-qq"])?;
-    apt(&["install", "-y", "-qq", "protobuf-compiler"])
+    apt(&[&["install", "-y", "-qq"][..], packages].concat())
 }
 
 fn is_root() -> bool {
@@ -421,6 +448,40 @@ fn bench_plugins(root: &Path) -> Result {
             .env("MEDMEMORY_LOG", "warn"))?;
     }
     Ok(())
+}
+
+/// `bench memory`: embedding throughput, ingest throughput and search
+/// latency, measured by the `medmemory` binary (a hidden `bench-memory`
+/// command) in a scratch folder; extra arguments are passed through.
+fn bench_memory(root: &Path, extra: &[String]) -> Result {
+    build()?;
+    let binary = target_dir(root).join("debug/medmemory");
+    eprintln!(
+        "xtask: memory costs on this machine (dev-profile host, dependencies at opt-level 2):"
+    );
+    run(Command::new(&binary)
+        .arg("bench-memory")
+        .arg("--samples")
+        .arg(root.join("tests/samples"))
+        .arg("--scratch")
+        .arg(target_dir(root).join("bench/memory"))
+        .args(extra)
+        .env("MEDMEMORY_MODELS_DIR", root.join("data/models"))
+        .env("MEDMEMORY_PLUGINS_DIR", root.join("data/plugins"))
+        .env("MEDMEMORY_LOG", "warn"))
+}
+
+/// `bench authz`: casbin enforce() cost and enforcer rebuild time with 10k
+/// role assignments (a hidden `bench-authz` command of the binary).
+fn bench_authz(root: &Path, extra: &[String]) -> Result {
+    build()?;
+    let binary = target_dir(root).join("debug/medmemory");
+    run(Command::new(&binary)
+        .arg("bench-authz")
+        .arg("--scratch")
+        .arg(target_dir(root).join("bench/authz"))
+        .args(extra)
+        .env("MEDMEMORY_LOG", "warn"))
 }
 
 /// Writes a FHIR Bundle of HbA1c observations of about `bytes` bytes.

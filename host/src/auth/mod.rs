@@ -1,7 +1,10 @@
 //! Who is calling. Every non-public route takes a [`Principal`], which can only
-//! be built from a valid credential: a service API token today, an OIDC bearer
-//! JWT when an issuer is configured (the `Bearer` value decides which).
+//! be built from a valid credential: a service API token (`mm_...`) or, when an
+//! issuer is configured, an OIDC access token (a JWT). Credentials travel only
+//! in the `Authorization` header: a token in the query string is refused, since
+//! URLs end up in logs and browser histories.
 
+pub mod oidc;
 pub mod tokens;
 
 use axum::extract::FromRequestParts;
@@ -19,6 +22,8 @@ pub struct Principal {
     pub subject: String,
     /// How the caller proved who they are.
     pub credential: Credential,
+    /// The id of the request being served, for the audit trail.
+    pub request_id: Option<String>,
 }
 
 /// The kind of credential behind a principal.
@@ -30,6 +35,11 @@ pub enum Credential {
         id: Uuid,
         /// The clinic the token is bound to, if any.
         clinic: Option<Uuid>,
+    },
+    /// A person signed in through the OIDC provider.
+    User {
+        /// MedMemory's id for the user.
+        id: Uuid,
     },
 }
 
@@ -63,14 +73,77 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let secret = bearer(&parts.headers)?;
-        if tokens::looks_like_api_token(secret) {
-            return tokens::authenticate(&state.db, secret).await;
+        if token_in_query(parts.uri.query()) {
+            return Err(Error::unauthenticated(
+                "token_in_query",
+                "send credentials in the Authorization header, never in the URL",
+            ));
         }
-        // OIDC access tokens slot in here once an issuer is configured.
-        Err(Error::unauthenticated(
+        let secret = bearer(&parts.headers)?;
+        let mut principal = if tokens::looks_like_api_token(secret) {
+            tokens::authenticate(&state.db, secret).await?
+        } else {
+            authenticate_jwt(state, secret).await?
+        };
+        principal.request_id = parts
+            .extensions
+            .get::<tower_http::request_id::RequestId>()
+            .and_then(|id| id.header_value().to_str().ok())
+            .map(str::to_owned);
+        Ok(principal)
+    }
+}
+
+/// Whether the query string carries a credential (`access_token=`, RFC 6750 §2.3).
+fn token_in_query(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        q.split('&').any(|pair| {
+            pair.split('=')
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case("access_token"))
+        })
+    })
+}
+
+/// Verifies an OIDC access token and maps `(iss, sub)` to a user.
+async fn authenticate_jwt(state: &AppState, token: &str) -> Result<Principal, Error> {
+    let Some(oidc) = state.oidc.as_ref() else {
+        return Err(Error::unauthenticated(
             "invalid_token",
             "the bearer token is not recognised",
-        ))
+        ));
+    };
+    let identity = oidc.verify(token).await.map_err(|e| {
+        metrics::counter!("auth_rejections_total", "reason" => e.code()).increment(1);
+        Error::unauthenticated("invalid_token", e.to_string())
+    })?;
+    let (user, created) = state
+        .db
+        .user_for(&identity.issuer, &identity.subject)
+        .await?;
+    if created {
+        let mut event =
+            crate::db::audit::AuditEvent::now(&user.subject_name(), "user", "create", "succeeded");
+        event.detail = Some(format!("{{\"user\":\"{}\"}}", user.id));
+        state.db.append_audit(&event).await?;
+        tracing::info!(user = %user.id, "first sign-in of a user; no roles yet");
+    }
+    Ok(Principal {
+        subject: user.subject_name(),
+        credential: Credential::User { id: user.id },
+        request_id: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_in_query;
+
+    #[test]
+    fn tokens_in_the_query_string_are_spotted() {
+        assert!(token_in_query(Some("access_token=abc")));
+        assert!(token_in_query(Some("limit=5&ACCESS_TOKEN=abc")));
+        assert!(!token_in_query(Some("limit=5")));
+        assert!(!token_in_query(None));
     }
 }

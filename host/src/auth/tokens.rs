@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Credential, Principal};
 use crate::db::Db;
+use crate::db::audit::AuditEvent;
 use crate::db::tokens::ApiToken;
 use crate::http::error::Error;
 
@@ -32,17 +33,20 @@ pub fn looks_like_api_token(secret: &str) -> bool {
     secret.starts_with(PREFIX) && secret.len() == PREFIX.len() + 43
 }
 
-/// Issues a token with the given scope; returns it with its secret, which is
-/// never retrievable again.
+/// Issues a token with the given scope and optional expiry; returns it with
+/// its secret, which is never retrievable again. `audit` is recorded in the
+/// same transaction (with the new token's id and role as detail).
 pub async fn issue(
     db: &Db,
     name: &str,
     clinic: Option<uuid::Uuid>,
     role: &str,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    audit: &AuditEvent,
 ) -> sqlx::Result<(ApiToken, String)> {
     let secret = generate();
     let token = db
-        .create_token(name, clinic, role, &hash(&secret), None)
+        .create_token(name, clinic, role, &hash(&secret), expires_at, Some(audit))
         .await?;
     Ok((token, secret))
 }
@@ -61,6 +65,7 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Principal, Error> {
             id: token.id,
             clinic: token.clinic_id,
         },
+        request_id: None,
     })
 }
 

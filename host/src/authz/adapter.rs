@@ -52,8 +52,26 @@ impl Adapter for SqlAdapter {
         for p in self.db.permissions().await.map_err(adapter_error)? {
             m.add_policy("p", "p", vec![p.role, p.resource, p.action]);
         }
+        // A clinic's custom roles are namespaced by the clinic, so one
+        // clinic's `nurse` never grants anything in another.
+        for (clinic, p) in self.db.clinic_permissions().await.map_err(adapter_error)? {
+            m.add_policy(
+                "p",
+                "p",
+                vec![
+                    super::custom_role(&clinic.to_string(), &p.role),
+                    p.resource,
+                    p.action,
+                ],
+            );
+        }
         for g in self.db.assignments().await.map_err(adapter_error)? {
-            m.add_policy("g", "g", vec![g.subject, g.role, g.domain]);
+            let role = if super::BUILTIN_ROLES.contains(&g.role.as_str()) {
+                g.role
+            } else {
+                super::custom_role(&g.domain, &g.role)
+            };
+            m.add_policy("g", "g", vec![g.subject, role, g.domain]);
         }
         Ok(())
     }

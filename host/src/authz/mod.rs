@@ -25,6 +25,55 @@ pub const ROLES: &str = include_str!("../../../policies/roles.csv");
 /// Roles every deployment has.
 pub const BUILTIN_ROLES: [&str; 4] = ["platform-admin", "clinic-admin", "clinician", "auditor"];
 
+/// Roles a clinic admin or platform admin may assign inside a clinic.
+pub const CLINIC_ROLES: [&str; 3] = ["clinic-admin", "clinician", "auditor"];
+
+/// The most custom roles one clinic may define.
+pub const MAX_CUSTOM_ROLES: usize = 32;
+/// The most permissions one custom role may hold.
+pub const MAX_ROLE_PERMISSIONS: usize = 64;
+/// The most role assignments one policy document may carry.
+pub const MAX_ASSIGNMENTS: usize = 10_000;
+
+/// The casbin name of a clinic's custom role.
+pub fn custom_role(domain: &str, role: &str) -> String {
+    format!("{domain}/{role}")
+}
+
+/// The fixed vocabulary custom roles are built from: every `(resource,
+/// action)` a shipped clinic role holds. Platform-only permissions (creating
+/// clinics, installing plugins, verifying the audit chain) are not in it, so
+/// no custom role can reach beyond a clinic admin.
+pub fn vocabulary() -> std::collections::BTreeSet<(String, String)> {
+    role_templates()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| CLINIC_ROLES.contains(&p.role.as_str()))
+        .map(|p| (p.resource, p.action))
+        .collect()
+}
+
+/// Whether a custom role name is acceptable: 1 to 40 of `a-z 0-9 -`,
+/// starting with a letter, and not a shipped role.
+pub fn valid_role_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.len() <= 40
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !BUILTIN_ROLES.contains(&name)
+}
+
+/// Whether a subject names a user or a token by id (`user:<uuid>`,
+/// `token:<uuid>`).
+pub fn valid_subject(subject: &str) -> bool {
+    match subject.split_once(':') {
+        Some(("user" | "token", id)) => Uuid::try_parse(id).is_ok_and(|u| u.to_string() == id),
+        _ => false,
+    }
+}
+
 /// Where a permission is checked: one clinic, or the platform itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Domain {
@@ -154,6 +203,35 @@ pub fn role_templates() -> Result<Vec<Permission>, AuthzError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vocabulary_excludes_platform_only_permissions() {
+        let words = vocabulary();
+        assert!(words.contains(&("patient".into(), "read".into())));
+        assert!(!words.contains(&("clinic".into(), "create".into())));
+        assert!(!words.contains(&("plugin".into(), "install".into())));
+        assert!(
+            !words
+                .iter()
+                .any(|(r, a)| r.contains('*') || a.contains('*'))
+        );
+    }
+
+    #[test]
+    fn role_names_and_subjects_are_checked() {
+        assert!(valid_role_name("nurse"));
+        assert!(valid_role_name("front-desk-2"));
+        assert!(!valid_role_name("clinic-admin"));
+        assert!(!valid_role_name("*"));
+        assert!(!valid_role_name("Nurse"));
+        assert!(!valid_role_name(""));
+        let id = Uuid::now_v7();
+        assert!(valid_subject(&format!("user:{id}")));
+        assert!(valid_subject(&format!("token:{id}")));
+        assert!(!valid_subject("user:*"));
+        assert!(!valid_subject(&format!("group:{id}")));
+        assert!(!valid_subject(&format!("user:{}", id.simple())));
+    }
 
     #[test]
     fn templates_parse_and_cover_every_builtin_role() {

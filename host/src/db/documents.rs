@@ -44,17 +44,81 @@ pub struct NewDocument {
     pub sha256: String,
 }
 
+/// The outcome of an upload: the document and its job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created {
+    /// The document.
+    pub document: Document,
+    /// Its (latest) ingestion job.
+    pub job: Job,
+    /// Whether the patient already had these bytes.
+    pub duplicate: bool,
+}
+
 const COLUMNS: &str =
     "id, clinic_id, patient_id, media_type, declared_media_type, size_bytes, sha256, created_at";
 
 impl Db {
-    /// Records a document and queues its ingestion job, in one transaction.
+    /// Records a document and queues its ingestion job, in one transaction; or,
+    /// if this patient already has a document with the same bytes, returns that
+    /// one and its latest job (`duplicate` set). De-duplication never looks
+    /// beyond the patient.
     pub async fn create_document(
         &self,
         clinic: Uuid,
         patient: Uuid,
         new: &NewDocument,
-    ) -> sqlx::Result<(Document, Job)> {
+    ) -> sqlx::Result<Created> {
+        for _ in 0..2 {
+            if let Some(found) = self.same_document(clinic, patient, &new.sha256).await? {
+                return Ok(found);
+            }
+            match self.insert_document(clinic, patient, new).await {
+                Ok(created) => return Ok(created),
+                // A concurrent upload of the same bytes won: return its document.
+                Err(e) if super::is_unique_violation(&e) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(sqlx::Error::RowNotFound)
+    }
+
+    async fn same_document(
+        &self,
+        clinic: Uuid,
+        patient: Uuid,
+        sha256: &str,
+    ) -> sqlx::Result<Option<Created>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM documents WHERE clinic_id = $1 AND patient_id = $2 AND sha256 = $3"
+        );
+        let document: Option<Document> = on_pool!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(clinic)
+                .bind(patient)
+                .bind(sha256)
+                .fetch_optional(pool)
+                .await?
+        });
+        let Some(document) = document else {
+            return Ok(None);
+        };
+        let Some(job) = self.latest_job(clinic, document.id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Created {
+            document,
+            job,
+            duplicate: true,
+        }))
+    }
+
+    async fn insert_document(
+        &self,
+        clinic: Uuid,
+        patient: Uuid,
+        new: &NewDocument,
+    ) -> sqlx::Result<Created> {
         let at = now();
         let document = Document {
             id: new_id(),
@@ -97,7 +161,51 @@ impl Db {
             .await?;
             tx.commit().await?;
         });
-        Ok((document, job))
+        Ok(Created {
+            document,
+            job,
+            duplicate: false,
+        })
+    }
+
+    /// Deletes a document with its records, chunks and jobs; returns it, or
+    /// `None` if the patient has no such document. Vectors and bytes are the
+    /// caller's to remove afterwards (SQL first: it is the source of truth).
+    pub async fn delete_document(
+        &self,
+        clinic: Uuid,
+        patient: Uuid,
+        id: Uuid,
+    ) -> sqlx::Result<Option<Document>> {
+        let sql = format!(
+            "DELETE FROM documents WHERE clinic_id = $1 AND patient_id = $2 AND id = $3 RETURNING {COLUMNS}"
+        );
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let gone: Option<Document> = sqlx::query_as(AssertSqlSafe(sql))
+                .bind(clinic)
+                .bind(patient)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(gone)
+        })
+    }
+
+    /// The SHA-256 of every document of a patient (for blob reconciliation).
+    pub async fn patient_document_hashes(
+        &self,
+        clinic: Uuid,
+        patient: Uuid,
+    ) -> sqlx::Result<Vec<String>> {
+        on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT sha256 FROM documents WHERE clinic_id = $1 AND patient_id = $2")
+                .bind(clinic)
+                .bind(patient)
+                .fetch_all(pool)
+                .await
+        })
     }
 
     /// One document of a patient.

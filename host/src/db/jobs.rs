@@ -11,8 +11,9 @@ use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::chunks::Chunk;
+use super::records::NewRecord;
 use super::{Db, WritePool, new_id, now};
-use crate::on_pool;
+use crate::{insert_chunks, insert_records, on_pool};
 
 /// An ingestion job.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -31,8 +32,11 @@ pub struct Job {
     pub progress: f64,
     /// A stable error code when failed, e.g. `plugin_fuel_exhausted`.
     pub error_code: Option<String>,
-    /// A PHI-free explanation when failed.
+    /// A PHI-free explanation when failed (or of the last transient failure
+    /// while a retry is pending).
     pub error_detail: Option<String>,
+    /// A retry after a transient failure starts no earlier than this.
+    pub not_before: Option<DateTime<Utc>>,
     /// When it was queued.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -51,13 +55,15 @@ impl Job {
             progress: 0.0,
             error_code: None,
             error_detail: None,
+            not_before: None,
             created_at: at,
             updated_at: at,
         }
     }
 }
 
-const COLUMNS: &str = "id, clinic_id, document_id, status, attempts, progress, error_code, error_detail, created_at, updated_at";
+const COLUMNS: &str = "id, clinic_id, document_id, status, attempts, progress, error_code, \
+    error_detail, not_before, created_at, updated_at";
 
 impl Db {
     /// One job of a clinic.
@@ -77,8 +83,10 @@ impl Db {
                 // BEGIN IMMEDIATE holds the write lock, so select-then-update is atomic.
                 let mut tx = pool.begin_write().await?;
                 let id: Option<Uuid> = sqlx::query_scalar(
-                    "SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1",
+                    "SELECT id FROM jobs WHERE status = 'queued' AND (not_before IS NULL OR not_before <= $1)
+                     ORDER BY created_at, id LIMIT 1",
                 )
+                .bind(at)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some(id) = id else { return Ok(None) };
@@ -98,6 +106,7 @@ impl Db {
                 let sql = format!(
                     "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = $1
                      WHERE id = (SELECT id FROM jobs WHERE status = 'queued'
+                                   AND (not_before IS NULL OR not_before <= $1)
                                  ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
                      RETURNING {COLUMNS}"
                 );
@@ -122,54 +131,112 @@ impl Db {
         Ok(())
     }
 
-    /// Stores a job's chunks and marks it succeeded, atomically. Chunks of an
-    /// earlier attempt of the same document are replaced.
-    pub async fn complete_job(&self, job: &Job, chunks: &[Chunk]) -> sqlx::Result<()> {
+    /// Stores a job's records and chunks and marks it succeeded, atomically:
+    /// a document is searchable completely or not at all. Records and chunks
+    /// of an earlier attempt of the same document are replaced, so running a
+    /// job twice gives the same state as running it once. Returns false (and
+    /// changes nothing) if the job is no longer running, e.g. because its
+    /// document was deleted meanwhile.
+    pub async fn complete_job(
+        &self,
+        job: &Job,
+        patient: Uuid,
+        records: &[NewRecord],
+        chunks: &[Chunk],
+    ) -> sqlx::Result<bool> {
+        let at = now();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            let done = sqlx::query(
+                "UPDATE jobs SET status = 'succeeded', progress = 1, error_code = NULL,
+                 error_detail = NULL, not_before = NULL, updated_at = $1
+                 WHERE id = $2 AND status = 'running'",
+            )
+            .bind(at)
+            .bind(job.id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Ok(false);
+            }
             sqlx::query("DELETE FROM chunks WHERE clinic_id = $1 AND document_id = $2")
                 .bind(job.clinic_id)
                 .bind(job.document_id)
                 .execute(&mut *tx)
                 .await?;
-            for chunk in chunks {
-                sqlx::query(
-                    "INSERT INTO chunks
-                     (id, clinic_id, patient_id, document_id, ordinal, section, text, span_start, span_end, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(chunk.id)
-                .bind(chunk.clinic_id)
-                .bind(chunk.patient_id)
-                .bind(chunk.document_id)
-                .bind(chunk.ordinal)
-                .bind(&chunk.section)
-                .bind(&chunk.text)
-                .bind(chunk.span_start)
-                .bind(chunk.span_end)
-                .bind(chunk.created_at)
+            sqlx::query("DELETE FROM records WHERE clinic_id = $1 AND document_id = $2")
+                .bind(job.clinic_id)
+                .bind(job.document_id)
                 .execute(&mut *tx)
                 .await?;
-            }
-            sqlx::query(
-                "UPDATE jobs SET status = 'succeeded', progress = 1, error_code = NULL,
-                 error_detail = NULL, updated_at = $1 WHERE id = $2",
-            )
-            .bind(now())
-            .bind(job.id)
-            .execute(&mut *tx)
-            .await?;
+            insert_records!(tx, job.clinic_id, patient, records, at);
+            insert_chunks!(tx, chunks);
             tx.commit().await?;
         });
+        Ok(true)
+    }
+
+    /// Puts a job that failed transiently back in the queue, to be claimed no
+    /// earlier than `not_before`.
+    pub async fn retry_job(
+        &self,
+        id: Uuid,
+        code: &str,
+        detail: &str,
+        not_before: DateTime<Utc>,
+    ) -> sqlx::Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE jobs SET status = 'queued', error_code = $1, error_detail = $2,
+                 not_before = $3, updated_at = $4 WHERE id = $5 AND status = 'running'",
+            )
+            .bind(code)
+            .bind(detail)
+            .bind(not_before)
+            .bind(now())
+            .bind(id)
+            .execute(pool)
+            .await?;
+        });
         Ok(())
+    }
+
+    /// The most recent job of a document.
+    pub async fn latest_job(&self, clinic: Uuid, document: Uuid) -> sqlx::Result<Option<Job>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM jobs WHERE clinic_id = $1 AND document_id = $2
+             ORDER BY created_at DESC, id DESC LIMIT 1"
+        );
+        on_pool!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(clinic).bind(document).fetch_optional(pool).await
+        })
+    }
+
+    /// Every job of a clinic, oldest first (for operations and the crash
+    /// tests).
+    pub async fn clinic_jobs(&self, clinic: Uuid) -> sqlx::Result<Vec<Job>> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM jobs WHERE clinic_id = $1 ORDER BY created_at, id");
+        on_pool!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(clinic).fetch_all(pool).await
+        })
+    }
+
+    /// Counts all jobs by status (for operations and the crash tests).
+    pub async fn job_counts(&self) -> sqlx::Result<Vec<(String, i64)>> {
+        on_pool!(self, pool => {
+            sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
+                .fetch_all(pool)
+                .await
+        })
     }
 
     /// Marks a job failed with a stable code and a PHI-free detail.
     pub async fn fail_job(&self, id: Uuid, code: &str, detail: &str) -> sqlx::Result<()> {
         on_pool!(self, pool => {
             sqlx::query(
-                "UPDATE jobs SET status = 'failed', error_code = $1, error_detail = $2, updated_at = $3
-                 WHERE id = $4",
+                "UPDATE jobs SET status = 'failed', error_code = $1, error_detail = $2, not_before = NULL,
+                 updated_at = $3 WHERE id = $4 AND status IN ('queued', 'running')",
             )
             .bind(code)
             .bind(detail)
@@ -181,13 +248,27 @@ impl Db {
         Ok(())
     }
 
-    /// Puts jobs a crashed process left `running` back in the queue.
-    pub async fn requeue_running_jobs(&self) -> sqlx::Result<u64> {
+    /// Puts jobs a crashed process left `running` back in the queue; a job
+    /// interrupted `max_attempts` times (a document that brings the process
+    /// down, say) fails with `interrupted` instead. Returns how many were
+    /// requeued.
+    pub async fn requeue_running_jobs(&self, max_attempts: i64) -> sqlx::Result<u64> {
         on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "UPDATE jobs SET status = 'failed', error_code = 'interrupted',
+                 error_detail = 'the process stopped during every attempt', updated_at = $1
+                 WHERE status = 'running' AND attempts >= $2",
+            )
+            .bind(now())
+            .bind(max_attempts)
+            .execute(&mut *tx)
+            .await?;
             let done = sqlx::query("UPDATE jobs SET status = 'queued', updated_at = $1 WHERE status = 'running'")
                 .bind(now())
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?;
+            tx.commit().await?;
             Ok(done.rows_affected())
         })
     }

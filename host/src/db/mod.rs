@@ -7,14 +7,18 @@
 //! data takes the clinic id, so tenancy is enforced here and cannot be forgotten
 //! by a caller.
 
+pub mod audit;
 pub mod chunks;
 pub mod clinics;
 pub mod documents;
+pub mod embeddings;
 pub mod jobs;
 pub mod patients;
 pub mod plugins;
 pub mod rbac;
+pub mod records;
 pub mod tokens;
+pub mod users;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -202,4 +206,16 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
 /// A new time-ordered id (UUID v7).
 pub fn new_id() -> uuid::Uuid {
     uuid::Uuid::now_v7()
+}
+
+/// Escapes `\\`, `%` and `_` so user text matches literally in a LIKE pattern.
+pub fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

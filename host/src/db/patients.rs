@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::{Db, WritePool, new_id, now};
+use super::{Db, WritePool, escape_like, new_id, now};
 use crate::on_pool;
 
 /// A patient as stored.
@@ -198,14 +198,131 @@ impl Db {
     }
 }
 
-/// Escapes `\\`, `%` and `_` so user text matches literally in a LIKE pattern.
-fn escape_like(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            out.push('\\');
-        }
-        out.push(c);
+/// A patient erasure: what it removed, and whether the vectors and blobs are
+/// gone too (`completed_at`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Erasure {
+    /// The erasure's id.
+    pub id: Uuid,
+    /// The clinic.
+    pub clinic_id: Uuid,
+    /// The erased patient's former id.
+    pub patient_id: Uuid,
+    /// Documents removed.
+    pub documents: i64,
+    /// Records removed.
+    pub records: i64,
+    /// When it was asked for (and the SQL part done).
+    pub requested_at: DateTime<Utc>,
+    /// When vectors and blobs were gone too.
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+const ERASURE_COLUMNS: &str =
+    "id, clinic_id, patient_id, documents, records, requested_at, completed_at";
+
+impl Db {
+    /// Whether the clinic has this patient, live or soft-deleted.
+    pub async fn patient_exists(&self, clinic: Uuid, id: Uuid) -> sqlx::Result<bool> {
+        on_pool!(self, pool => {
+            let found: Option<i64> = sqlx::query_scalar(
+                "SELECT CAST(1 AS BIGINT) FROM patients WHERE clinic_id = $1 AND id = $2",
+            )
+            .bind(clinic)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            Ok(found.is_some())
+        })
     }
-    out
+
+    /// Erases a patient (live or soft-deleted) from SQL: the patient row and,
+    /// by cascade, documents, jobs, records, chunks and cached embeddings; and
+    /// records a pending erasure in the same transaction. `None` if there is
+    /// no such patient. The caller then removes vectors and blobs and calls
+    /// [`Db::complete_erasure`].
+    pub async fn erase_patient(
+        &self,
+        clinic: Uuid,
+        id: Uuid,
+        actor: &str,
+    ) -> sqlx::Result<Option<Erasure>> {
+        let at = now();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let found: Option<i64> = sqlx::query_scalar(
+                "SELECT CAST(1 AS BIGINT) FROM patients WHERE clinic_id = $1 AND id = $2",
+            )
+            .bind(clinic)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if found.is_none() {
+                return Ok(None);
+            }
+            let documents: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM documents WHERE clinic_id = $1 AND patient_id = $2",
+            )
+            .bind(clinic)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let records: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM records WHERE clinic_id = $1 AND patient_id = $2",
+            )
+            .bind(clinic)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let erasure = Erasure {
+                id: new_id(),
+                clinic_id: clinic,
+                patient_id: id,
+                documents,
+                records,
+                requested_at: at,
+                completed_at: None,
+            };
+            sqlx::query(
+                "INSERT INTO erasures (id, clinic_id, patient_id, actor, documents, records, requested_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(erasure.id)
+            .bind(clinic)
+            .bind(id)
+            .bind(actor)
+            .bind(documents)
+            .bind(records)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM patients WHERE clinic_id = $1 AND id = $2")
+                .bind(clinic)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(erasure))
+        })
+    }
+
+    /// Erasures whose vectors and blobs may still exist.
+    pub async fn pending_erasures(&self) -> sqlx::Result<Vec<Erasure>> {
+        let sql = format!(
+            "SELECT {ERASURE_COLUMNS} FROM erasures WHERE completed_at IS NULL ORDER BY requested_at"
+        );
+        on_pool!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql)).fetch_all(pool).await
+        })
+    }
+
+    /// Marks an erasure complete; returns it.
+    pub async fn complete_erasure(&self, id: Uuid) -> sqlx::Result<Option<Erasure>> {
+        let sql = format!(
+            "UPDATE erasures SET completed_at = $1 WHERE id = $2 RETURNING {ERASURE_COLUMNS}"
+        );
+        on_pool!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(now()).bind(id).fetch_optional(pool).await
+        })
+    }
 }

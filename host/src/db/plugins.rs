@@ -289,6 +289,18 @@ impl Db {
         Ok(())
     }
 
+    /// How many plugin calls were made for a patient (the trail survives the
+    /// patient's erasure).
+    pub async fn plugin_calls_of_patient(&self, clinic: Uuid, patient: Uuid) -> sqlx::Result<i64> {
+        on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM plugin_calls WHERE clinic_id = $1 AND patient_id = $2")
+                .bind(clinic)
+                .bind(patient)
+                .fetch_one(pool)
+                .await
+        })
+    }
+
     /// What a plugin's audited calls add up to.
     pub async fn plugin_stats(&self, plugin: &str) -> sqlx::Result<PluginStats> {
         on_pool!(self, pool => {

@@ -59,6 +59,16 @@ impl Db {
         })
     }
 
+    /// The role assignments of one subject.
+    pub async fn assignments_of(&self, subject: &str) -> sqlx::Result<Vec<Assignment>> {
+        on_pool!(self, pool => {
+            sqlx::query_as("SELECT subject, role, domain FROM role_assignments WHERE subject = $1 ORDER BY domain, role")
+                .bind(subject)
+                .fetch_all(pool)
+                .await
+        })
+    }
+
     /// Adds permissions that are missing; returns how many were added.
     pub async fn add_permissions(&self, permissions: &[Permission]) -> sqlx::Result<u64> {
         on_pool!(self, pool => {
@@ -150,9 +160,14 @@ impl Db {
 
 impl Db {
     /// A value that changes whenever permissions or assignments change, so
-    /// every instance can notice edits made elsewhere and reload.
-    pub async fn policy_fingerprint(&self) -> sqlx::Result<(i64, i64, String)> {
+    /// every instance can notice edits made elsewhere and reload: the policy
+    /// version (bumped by every policy edit), plus counts and the latest
+    /// assignment for changes made with tokens.
+    pub async fn policy_fingerprint(&self) -> sqlx::Result<(i64, i64, i64, String)> {
         on_pool!(self, pool => {
+            let version: i64 = sqlx::query_scalar("SELECT version FROM policy_version WHERE id = 1")
+                .fetch_one(pool)
+                .await?;
             let permissions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM role_permissions")
                 .fetch_one(pool)
                 .await?;
@@ -161,7 +176,248 @@ impl Db {
             )
             .fetch_one(pool)
             .await?;
-            Ok((permissions, assignments, latest.unwrap_or_default()))
+            Ok((version, permissions, assignments, latest.unwrap_or_default()))
+        })
+    }
+}
+
+/// A clinic's editable policy: its custom roles and who holds which role
+/// there. Shipped role templates are not part of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClinicPolicy {
+    /// Custom role permissions: `(role, resource, action)`.
+    pub permissions: Vec<Permission>,
+    /// Role assignments in the clinic: `(subject, role)`.
+    pub assignments: Vec<(String, String)>,
+}
+
+/// Why a policy change was refused; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyChangeError {
+    /// The change would leave the clinic without a clinic admin.
+    #[error("the change would leave the clinic without a clinic admin")]
+    LastAdmin,
+    /// Only platform admins may make someone a clinic admin.
+    #[error("only platform admins can grant clinic-admin")]
+    Escalation,
+    /// A subject is neither a user nor a live token of this clinic.
+    #[error("unknown subject {0}")]
+    UnknownSubject(String),
+    /// Tokens keep the role they were issued with.
+    #[error("token roles are fixed at issue; revoke and issue a new token instead")]
+    TokenRole,
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Which part of a clinic's policy a change replaces.
+#[derive(Debug, Clone)]
+pub enum PolicyScope {
+    /// Custom roles and every user assignment of the clinic.
+    Whole,
+    /// The roles of one subject.
+    Subject(String),
+}
+
+impl Db {
+    /// The clinic's custom roles and assignments, and the policy version.
+    pub async fn clinic_policy(&self, clinic: Uuid) -> sqlx::Result<(ClinicPolicy, i64)> {
+        on_pool!(self, pool => {
+            let permissions: Vec<Permission> = sqlx::query_as(
+                "SELECT role, resource, action FROM clinic_role_permissions WHERE clinic_id = $1
+                 ORDER BY role, resource, action",
+            )
+            .bind(clinic)
+            .fetch_all(pool)
+            .await?;
+            let assignments: Vec<(String, String)> = sqlx::query_as(
+                "SELECT subject, role FROM role_assignments WHERE clinic_id = $1 ORDER BY subject, role",
+            )
+            .bind(clinic)
+            .fetch_all(pool)
+            .await?;
+            let version: i64 = sqlx::query_scalar("SELECT version FROM policy_version WHERE id = 1")
+                .fetch_one(pool)
+                .await?;
+            Ok((ClinicPolicy { permissions, assignments }, version))
+        })
+    }
+
+    /// Every clinic's custom role permissions, as `(clinic, permission)`.
+    pub async fn clinic_permissions(&self) -> sqlx::Result<Vec<(Uuid, Permission)>> {
+        on_pool!(self, pool => {
+            let rows: Vec<(Uuid, String, String, String)> = sqlx::query_as(
+                "SELECT clinic_id, role, resource, action FROM clinic_role_permissions",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(c, role, resource, action)| (c, Permission { role, resource, action }))
+                .collect())
+        })
+    }
+
+    /// The policy version every instance polls.
+    pub async fn policy_version(&self) -> sqlx::Result<i64> {
+        on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT version FROM policy_version WHERE id = 1")
+                .fetch_one(pool)
+                .await
+        })
+    }
+
+    /// Replaces part of a clinic's policy in one transaction: serialised per
+    /// database (SQLite `BEGIN IMMEDIATE`; on PostgreSQL the clinic row is
+    /// locked), so two concurrent demotions cannot both remove "the other"
+    /// last admin. Checks subjects, escalation and the last admin inside the
+    /// transaction, bumps the policy version and appends `audit`. Returns the
+    /// new version.
+    pub async fn change_clinic_policy(
+        &self,
+        clinic: Uuid,
+        scope: &PolicyScope,
+        change: &ClinicPolicy,
+        may_grant_admin: bool,
+        audit: &super::audit::AuditEvent,
+    ) -> Result<i64, PolicyChangeError> {
+        let pg = matches!(self, Db::Postgres(_));
+        let at = now();
+        let domain = clinic.to_string();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            if pg {
+                sqlx::query("SELECT id FROM clinics WHERE id = $1 FOR UPDATE")
+                    .bind(clinic)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let before: Vec<(String, String)> = sqlx::query_as(
+                "SELECT subject, role FROM role_assignments WHERE clinic_id = $1",
+            )
+            .bind(clinic)
+            .fetch_all(&mut *tx)
+            .await?;
+            let admins_before: std::collections::BTreeSet<&str> = before
+                .iter()
+                .filter(|(_, r)| r == "clinic-admin")
+                .map(|(s, _)| s.as_str())
+                .collect();
+            for (subject, _) in &change.assignments {
+                if let Some(id) = subject.strip_prefix("user:") {
+                    let id: Uuid = id.parse().map_err(|_| PolicyChangeError::UnknownSubject(subject.clone()))?;
+                    let exists: Option<Uuid> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if exists.is_none() {
+                        return Err(PolicyChangeError::UnknownSubject(subject.clone()));
+                    }
+                } else {
+                    return Err(PolicyChangeError::TokenRole);
+                }
+            }
+            // What stays: tokens always; under a subject scope, everyone else.
+            let kept: Vec<(String, String)> = before
+                .iter()
+                .filter(|(s, _)| match scope {
+                    PolicyScope::Whole => s.starts_with("token:"),
+                    PolicyScope::Subject(subject) => s != subject,
+                })
+                .cloned()
+                .collect();
+            let mut after: Vec<(String, String)> = kept;
+            after.extend(change.assignments.iter().cloned());
+            for (subject, role) in &change.assignments {
+                if role == "clinic-admin" && !admins_before.contains(subject.as_str()) && !may_grant_admin {
+                    return Err(PolicyChangeError::Escalation);
+                }
+            }
+            // A clinic admin whose token is revoked no longer counts.
+            let mut admins = 0;
+            for (subject, role) in &after {
+                if role != "clinic-admin" {
+                    continue;
+                }
+                let live = match subject.strip_prefix("token:").and_then(|id| id.parse::<Uuid>().ok()) {
+                    Some(id) => sqlx::query_scalar::<_, Uuid>(
+                        "SELECT id FROM api_tokens WHERE id = $1 AND revoked_at IS NULL
+                         AND (expires_at IS NULL OR expires_at > $2)",
+                    )
+                    .bind(id)
+                    .bind(at)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some(),
+                    None => true,
+                };
+                if live {
+                    admins += 1;
+                }
+            }
+            let had_admin = !admins_before.is_empty();
+            if had_admin && admins == 0 {
+                return Err(PolicyChangeError::LastAdmin);
+            }
+            match scope {
+                PolicyScope::Whole => {
+                    sqlx::query("DELETE FROM clinic_role_permissions WHERE clinic_id = $1")
+                        .bind(clinic)
+                        .execute(&mut *tx)
+                        .await?;
+                    for p in &change.permissions {
+                        sqlx::query(
+                            "INSERT INTO clinic_role_permissions (clinic_id, role, resource, action)
+                             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                        )
+                        .bind(clinic)
+                        .bind(&p.role)
+                        .bind(&p.resource)
+                        .bind(&p.action)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    sqlx::query("DELETE FROM role_assignments WHERE clinic_id = $1 AND subject LIKE 'user:%'")
+                        .bind(clinic)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                PolicyScope::Subject(subject) => {
+                    sqlx::query("DELETE FROM role_assignments WHERE clinic_id = $1 AND subject = $2")
+                        .bind(clinic)
+                        .bind(subject)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            for (subject, role) in &change.assignments {
+                sqlx::query(
+                    "INSERT INTO role_assignments (subject, role, domain, clinic_id, created_at)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(subject)
+                .bind(role)
+                .bind(&domain)
+                .bind(clinic)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let version: i64 = sqlx::query_scalar(
+                "UPDATE policy_version SET version = version + 1 WHERE id = 1 RETURNING version",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            let mut event = audit.clone();
+            event.detail = Some(format!(
+                "{{\"version\":{version},\"roles\":{},\"assignments\":{}}}",
+                change.permissions.len(),
+                change.assignments.len()
+            ));
+            crate::append_audit!(tx, &event, pg);
+            tx.commit().await?;
+            Ok(version)
         })
     }
 }

@@ -7,9 +7,10 @@ use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
+use super::audit::AuditEvent;
 use super::rbac::PLATFORM_DOMAIN;
 use super::{Db, WritePool, new_id, now};
-use crate::on_pool;
+use crate::{append_audit, on_pool};
 
 /// A token as stored (never with its secret).
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -28,6 +29,8 @@ pub struct ApiToken {
     pub expires_at: Option<DateTime<Utc>>,
     /// When it was last used.
     pub last_used_at: Option<DateTime<Utc>>,
+    /// When it was revoked; a revoked token is refused at once.
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 impl ApiToken {
@@ -42,7 +45,7 @@ pub fn subject_of(id: Uuid) -> String {
     format!("token:{id}")
 }
 
-const COLUMNS: &str = "id, name, clinic_id, role, created_at, expires_at, last_used_at";
+const COLUMNS: &str = "id, name, clinic_id, role, created_at, expires_at, last_used_at, revoked_at";
 
 impl Db {
     /// Stores a token with the hash of its secret and grants its role.
@@ -53,7 +56,9 @@ impl Db {
         role: &str,
         secret_hash: &str,
         expires_at: Option<DateTime<Utc>>,
+        audit: Option<&AuditEvent>,
     ) -> sqlx::Result<ApiToken> {
+        let pg = matches!(self, Db::Postgres(_));
         let token = ApiToken {
             id: new_id(),
             name: name.to_owned(),
@@ -62,6 +67,7 @@ impl Db {
             created_at: now(),
             expires_at,
             last_used_at: None,
+            revoked_at: None,
         };
         let domain = clinic.map_or_else(|| PLATFORM_DOMAIN.to_owned(), |c| c.to_string());
         on_pool!(self, pool => {
@@ -90,9 +96,83 @@ impl Db {
             .bind(token.created_at)
             .execute(&mut *tx)
             .await?;
+            if let Some(event) = audit {
+                let mut event = event.clone();
+                event.detail = Some(format!("{{\"token\":\"{}\",\"role\":\"{}\"}}", token.id, token.role));
+                append_audit!(tx, &event, pg);
+            }
             tx.commit().await?;
         });
         Ok(token)
+    }
+
+    /// One token by id (revoked or not).
+    pub async fn token(&self, id: Uuid) -> sqlx::Result<Option<ApiToken>> {
+        let sql = format!("SELECT {COLUMNS} FROM api_tokens WHERE id = $1");
+        on_pool!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await
+        })
+    }
+
+    /// A page of tokens: of one clinic, or platform-wide ones (`clinic`
+    /// `None`), or all (`all`).
+    pub async fn tokens(
+        &self,
+        clinic: Option<Uuid>,
+        all: bool,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> sqlx::Result<Vec<ApiToken>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM api_tokens
+             WHERE ($1 OR clinic_id = $2 OR ($2 IS NULL AND clinic_id IS NULL))
+               AND ($3 IS NULL OR id > $3)
+             ORDER BY id LIMIT $4"
+        );
+        on_pool!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(all)
+                .bind(clinic)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+        })
+    }
+
+    /// Revokes a token with immediate effect and removes its role grant, in
+    /// one transaction with its audit entry; returns it, or `None` if there
+    /// is no such live token.
+    pub async fn revoke_token(
+        &self,
+        id: Uuid,
+        audit: &AuditEvent,
+    ) -> sqlx::Result<Option<ApiToken>> {
+        let pg = matches!(self, Db::Postgres(_));
+        let at = now();
+        let sql = format!(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING {COLUMNS}"
+        );
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let token: Option<ApiToken> = sqlx::query_as(AssertSqlSafe(sql))
+                .bind(at)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(token) = token else {
+                return Ok(None);
+            };
+            sqlx::query("DELETE FROM role_assignments WHERE subject = $1")
+                .bind(token.subject())
+                .execute(&mut *tx)
+                .await?;
+            let mut event = audit.clone();
+            event.detail = Some(format!("{{\"token\":\"{}\"}}", token.id));
+            append_audit!(tx, &event, pg);
+            tx.commit().await?;
+            Ok(Some(token))
+        })
     }
 
     /// The live token whose secret hashes to `secret_hash`: not revoked, not

@@ -2,6 +2,10 @@
 //!
 //! A caller with no role in a clinic gets 404 for everything in it, exactly as
 //! if it did not exist; a caller with a role that lacks the permission gets 403.
+//!
+//! Every decision about a clinic's or a patient's data is audited here, allowed
+//! or denied, before the handler touches the data; if the audit cannot be
+//! written the request fails (fail closed).
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -10,6 +14,7 @@ use super::error::{Error, Result};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::authz::{Decision, Domain};
+use crate::db::audit::AuditEvent;
 use crate::db::patients::Patient;
 
 /// Checks a permission in a domain.
@@ -32,8 +37,56 @@ pub fn parse_id(raw: &str, not_found: &'static str) -> Result<Uuid> {
     raw.parse().map_err(|_| Error::not_found(not_found))
 }
 
+/// Records an access decision; the request fails if it cannot be recorded.
+pub async fn audit(
+    state: &AppState,
+    who: &Principal,
+    clinic: Option<Uuid>,
+    patient: Option<Uuid>,
+    resource: &str,
+    action: &str,
+    outcome: &str,
+) -> Result<()> {
+    let mut event = AuditEvent::now(&who.subject, resource, action, outcome);
+    event.clinic_id = clinic;
+    event.patient_id = patient;
+    event.request_id = who.request_id.clone();
+    audit_event(state, &event).await
+}
+
+/// Appends an event; the request fails if it cannot be recorded.
+pub async fn audit_event(state: &AppState, event: &AuditEvent) -> Result<()> {
+    state.db.append_audit(event).await.map_err(|e| {
+        tracing::error!(error = %e, "audit write failed; refusing the request");
+        Error::problem(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            "the audit trail cannot be written, so the request was refused",
+        )
+    })
+}
+
+/// Authorization and existence of the clinic named by the path, unaudited.
+async fn check_clinic(
+    state: &AppState,
+    who: &Principal,
+    id: Uuid,
+    resource: &str,
+    action: &str,
+) -> Result<Uuid> {
+    authorize(state, who, Domain::Clinic(id), resource, action)?;
+    if state.db.clinic(id).await?.is_none() {
+        return Err(Error::not_found("clinic_not_found"));
+    }
+    Ok(id)
+}
+
+fn outcome<T>(result: &Result<T>) -> &'static str {
+    if result.is_ok() { "allowed" } else { "denied" }
+}
+
 /// Authorizes `action` on `resource` in the clinic named by the path and
-/// returns the clinic id, or 404 if it is invisible or absent.
+/// returns the clinic id, or 404 if it is invisible or absent. Audited.
 pub async fn clinic(
     state: &AppState,
     who: &Principal,
@@ -42,14 +95,22 @@ pub async fn clinic(
     action: &str,
 ) -> Result<Uuid> {
     let id = parse_id(raw, "clinic_not_found")?;
-    authorize(state, who, Domain::Clinic(id), resource, action)?;
-    if state.db.clinic(id).await?.is_none() {
-        return Err(Error::not_found("clinic_not_found"));
-    }
-    Ok(id)
+    let result = check_clinic(state, who, id, resource, action).await;
+    audit(
+        state,
+        who,
+        Some(id),
+        None,
+        resource,
+        action,
+        outcome(&result),
+    )
+    .await?;
+    result
 }
 
-/// As [`clinic`], then loads the live patient named by the path.
+/// As [`clinic`], then loads the live patient named by the path. Audited
+/// with the patient.
 pub async fn patient(
     state: &AppState,
     who: &Principal,
@@ -58,13 +119,29 @@ pub async fn patient(
     resource: &str,
     action: &str,
 ) -> Result<Patient> {
-    let clinic = clinic(state, who, clinic_raw, resource, action).await?;
-    let id = parse_id(patient_raw, "patient_not_found")?;
-    state
-        .db
-        .patient(clinic, id)
-        .await?
-        .ok_or_else(|| Error::not_found("patient_not_found"))
+    let clinic = parse_id(clinic_raw, "clinic_not_found")?;
+    let patient_id = patient_raw.parse::<Uuid>().ok();
+    let result: Result<Patient> = async {
+        check_clinic(state, who, clinic, resource, action).await?;
+        let id = patient_id.ok_or_else(|| Error::not_found("patient_not_found"))?;
+        state
+            .db
+            .patient(clinic, id)
+            .await?
+            .ok_or_else(|| Error::not_found("patient_not_found"))
+    }
+    .await;
+    audit(
+        state,
+        who,
+        Some(clinic),
+        patient_id,
+        resource,
+        action,
+        outcome(&result),
+    )
+    .await?;
+    result
 }
 
 /// `?limit=&cursor=` of list routes.

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json as JsonResponse, Router};
+use bytes::Bytes;
 use serde::Serialize;
 
 use super::access::{self, List, PageQuery};
@@ -33,7 +34,7 @@ pub fn router(settings: &Settings) -> Router<AppState> {
         )
         .route(
             "/clinics/{clinic}/patients/{patient}/documents/{document}",
-            get(read),
+            get(read).delete(remove),
         )
         .route(
             "/clinics/{clinic}/patients/{patient}/documents/{document}/content",
@@ -48,13 +49,17 @@ pub struct Accepted {
     pub document: Document,
     /// Its ingestion job; poll `/clinics/{clinic}/jobs/{job}`.
     pub job: Job,
+    /// True when the patient already had these exact bytes: the existing
+    /// document and its latest job are returned (200) and nothing is queued.
+    pub duplicate: bool,
 }
 
-/// Uploads a document (raw body with any `Content-Type`).
+/// Uploads a document: a raw body with any `Content-Type`, or a
+/// `multipart/form-data` body whose `file` field holds it.
 #[utoipa::path(post, path = "/api/v1/clinics/{clinic}/patients/{patient}/documents", tag = "documents",
     params(("clinic" = String, Path), ("patient" = String, Path)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the document's bytes"),
-    responses((status = 202, body = Accepted), (status = 400, description = "empty"), (status = 413, description = "too large"),
+    responses((status = 202, body = Accepted), (status = 200, description = "the patient already has these bytes", body = Accepted), (status = 400, description = "empty"), (status = 413, description = "too large"),
         (status = 415, description = "no parser handles the sniffed media type")))]
 pub async fn upload(
     State(state): State<AppState>,
@@ -64,6 +69,18 @@ pub async fn upload(
     RawBody(bytes): RawBody,
 ) -> Result<(StatusCode, JsonResponse<Accepted>)> {
     let patient = access::patient(&state, &who, &clinic, &patient, "document", "create").await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let (bytes, declared) = if content_type.starts_with("multipart/form-data") {
+        multipart_file(content_type, bytes).await?
+    } else {
+        (
+            bytes,
+            Some(content_type.chars().take(200).collect::<String>()),
+        )
+    };
     if bytes.is_empty() {
         return Err(Error::bad_request(
             "empty_document",
@@ -85,26 +102,64 @@ pub async fn upload(
             ),
         ));
     }
-    let declared = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(200).collect::<String>());
-    let sha256 = state.blobs.put(&bytes).await.map_err(anyhow::Error::from)?;
+    let declared = declared.filter(|d| !d.is_empty());
+    let sha256 = state
+        .blobs
+        .put(patient.clinic_id, patient.id, &bytes)
+        .await
+        .map_err(anyhow::Error::from)?;
     let new = NewDocument {
         media_type: media_type.to_owned(),
         declared_media_type: declared,
         size_bytes: bytes.len() as i64,
         sha256,
     };
-    let (document, job) = state
+    let created = state
         .db
         .create_document(patient.clinic_id, patient.id, &new)
         .await?;
-    state.worker.wake();
-    tracing::info!(clinic = %document.clinic_id, document = %document.id, job = %job.id, media_type, "document accepted");
+    let status = if created.duplicate {
+        StatusCode::OK
+    } else {
+        state.worker.wake();
+        StatusCode::ACCEPTED
+    };
+    tracing::info!(clinic = %created.document.clinic_id, document = %created.document.id, job = %created.job.id,
+        media_type, duplicate = created.duplicate, "document accepted");
     Ok((
-        StatusCode::ACCEPTED,
-        JsonResponse(Accepted { document, job }),
+        status,
+        JsonResponse(Accepted {
+            document: created.document,
+            job: created.job,
+            duplicate: created.duplicate,
+        }),
+    ))
+}
+
+/// The first file of a `multipart/form-data` body (the field named `file`, or
+/// else the first field with a file name) and its declared type.
+async fn multipart_file(content_type: &str, body: Bytes) -> Result<(Bytes, Option<String>)> {
+    let malformed = || {
+        Error::bad_request(
+            "malformed_multipart",
+            "the multipart body could not be read",
+        )
+    };
+    let boundary = multer::parse_boundary(content_type).map_err(|_| malformed())?;
+    let stream = futures::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    while let Some(field) = multipart.next_field().await.map_err(|_| malformed())? {
+        if field.name() == Some("file") || field.file_name().is_some() {
+            let declared = field
+                .content_type()
+                .map(|m| m.essence_str().chars().take(200).collect());
+            let bytes = field.bytes().await.map_err(|_| malformed())?;
+            return Ok((bytes, declared));
+        }
+    }
+    Err(Error::bad_request(
+        "missing_file",
+        "the multipart body has no file field",
     ))
 }
 
@@ -167,7 +222,7 @@ pub async fn content(
     let document = find(&state, &who, &path).await?;
     let bytes = state
         .blobs
-        .get(&document.sha256)
+        .get(document.clinic_id, document.patient_id, &document.sha256)
         .await
         .map_err(anyhow::Error::from)?;
     Ok((
@@ -182,4 +237,36 @@ pub async fn content(
         bytes,
     )
         .into_response())
+}
+
+/// Deletes a document with its records, chunks, vectors and bytes.
+#[utoipa::path(delete, path = "/api/v1/clinics/{clinic}/patients/{patient}/documents/{document}", tag = "documents",
+    params(("clinic" = String, Path), ("patient" = String, Path), ("document" = String, Path)),
+    responses((status = 204, description = "deleted"), (status = 404, description = "not found")))]
+pub async fn remove(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((clinic, patient, document)): Path<(String, String, String)>,
+) -> Result<StatusCode> {
+    let patient = access::patient(&state, &who, &clinic, &patient, "document", "delete").await?;
+    let id = access::parse_id(&document, "document_not_found")?;
+    // SQL first: once it commits the document is gone for every reader; the
+    // vectors and bytes left by a crash right after are swept at start.
+    let document = state
+        .db
+        .delete_document(patient.clinic_id, patient.id, id)
+        .await?
+        .ok_or_else(|| Error::not_found("document_not_found"))?;
+    state
+        .vectors
+        .delete_document(patient.clinic_id, document.id)
+        .await
+        .map_err(anyhow::Error::from)?;
+    state
+        .blobs
+        .delete(patient.clinic_id, patient.id, &document.sha256)
+        .await
+        .map_err(anyhow::Error::from)?;
+    tracing::info!(clinic = %patient.clinic_id, document = %document.id, "document deleted");
+    Ok(StatusCode::NO_CONTENT)
 }

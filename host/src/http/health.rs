@@ -26,7 +26,8 @@ pub async fn health() -> &'static str {
 /// The result of one readiness check.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Check {
-    /// database, migrations, vector_store, model or plugins.
+    /// database, identity_provider, migrations, vector_store, vector_index,
+    /// model or plugins.
     #[schema(value_type = String)]
     pub name: &'static str,
     /// Whether it is usable.
@@ -82,10 +83,23 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     } else {
         Ok(())
     };
+    let problems = state.index_problems();
+    let index = if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    };
+    let identity = match &state.oidc {
+        None => Ok(()),
+        Some(oidc) if oidc.is_ready() => Ok(()),
+        Some(_) => Err("the identity provider's keys are not loaded yet".to_owned()),
+    };
     let checks = vec![
         check("database", database),
+        check("identity_provider", identity),
         check("migrations", migrations),
         check("vector_store", vectors),
+        check("vector_index", index),
         check("model", model),
         check("plugins", plugins),
     ];

@@ -8,15 +8,20 @@
 //! every problem document.
 
 pub mod access;
+pub mod audit;
 pub mod clinics;
 pub mod documents;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod jobs;
+pub mod limits;
+pub mod me;
 pub mod openapi;
 pub mod patients;
 pub mod plugins;
+pub mod policies;
+pub mod records;
 pub mod search;
 pub mod tokens;
 
@@ -41,11 +46,15 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
+        .merge(audit::router())
         .merge(clinics::router())
         .merge(patients::router())
         .merge(documents::router(&state.settings))
         .merge(jobs::router())
+        .merge(me::router())
         .merge(plugins::router())
+        .merge(policies::router())
+        .merge(records::router())
         .merge(search::router())
         .merge(tokens::router());
     Router::new()
@@ -60,6 +69,10 @@ pub fn router(state: AppState) -> Router {
                 "this route does not take that method",
             )
         })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::enforce,
+        ))
         .layer(middleware::from_fn(record_metrics))
         .layer(middleware::from_fn(problem_request_id))
         .layer(

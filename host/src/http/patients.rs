@@ -6,7 +6,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json as JsonResponse, Router};
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -16,7 +16,7 @@ use super::error::{Error, Result};
 use super::extract::{Json, Query};
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::db::patients::{Patient, PatientFields, PatientFilter};
+use crate::db::patients::{Erasure, Patient, PatientFields, PatientFilter};
 
 /// Patient routes.
 pub fn router() -> Router<AppState> {
@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
             "/clinics/{clinic}/patients/{patient}",
             get(read).patch(update).delete(remove),
         )
+        .route("/clinics/{clinic}/patients/{patient}/erase", post(erase))
 }
 
 /// A patient to create.
@@ -293,4 +294,36 @@ pub async fn remove(
     }
     tracing::info!(clinic = %current.clinic_id, patient = %current.id, "patient soft-deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Erases a patient irreversibly: records, documents and their bytes, chunks,
+/// vectors (from every version of the index) and cached embeddings. Works on
+/// soft-deleted patients too. The audit trail and the erasure's own record
+/// survive. 200 when everything is gone; 202 when the database part is done
+/// and the rest will be finished at the next start (a store failed).
+#[utoipa::path(post, path = "/api/v1/clinics/{clinic}/patients/{patient}/erase", tag = "patients",
+    params(("clinic" = String, Path), ("patient" = String, Path)),
+    responses((status = 200, body = Erasure), (status = 202, body = Erasure), (status = 404, description = "not found")))]
+pub async fn erase(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((clinic, patient)): Path<(String, String)>,
+) -> Result<(StatusCode, JsonResponse<Erasure>)> {
+    let clinic = access::clinic(&state, &who, &clinic, "patient", "erase").await?;
+    let id = access::parse_id(&patient, "patient_not_found")?;
+    let erasure = state
+        .db
+        .erase_patient(clinic, id, &who.subject)
+        .await?
+        .ok_or_else(|| Error::not_found("patient_not_found"))?;
+    match crate::ingest::maintenance::finish_erasure(&state, &erasure).await {
+        Ok(done) => {
+            tracing::info!(clinic = %clinic, erasure = %done.id, "patient erased");
+            Ok((StatusCode::OK, JsonResponse(done)))
+        }
+        Err(e) => {
+            tracing::error!(clinic = %clinic, erasure = %erasure.id, error = %e, "erasure pending: vectors or blobs remain");
+            Ok((StatusCode::ACCEPTED, JsonResponse(erasure)))
+        }
+    }
 }

@@ -9,8 +9,14 @@
 
 pub mod blobs;
 pub mod chunking;
-mod render;
+pub mod indexing;
+pub mod maintenance;
+pub mod render;
 pub mod sniff;
 mod worker;
 
-pub use worker::{Worker, run_job};
+pub use worker::{MAX_ATTEMPTS, Worker, backoff, run_job};
+
+/// Starts of a job cut short by the process stopping before the job is failed
+/// as `interrupted` rather than tried again.
+pub const MAX_INTERRUPTIONS: i64 = 10;

@@ -1,32 +1,52 @@
 //! Clinical records rendered as sentences, so that search finds structured data
 //! ("what was her last A1c?" reaches a lab value that came from an HL7 message).
 
+use crate::db::records::{NewRecord, RecordFields};
 use crate::plugins::document_parser::TextSection;
-use crate::plugins::types::{ClinicalRecord, RecordKind, Span};
+use crate::plugins::types::{RecordKind, Span};
 
-/// A section of text that states one record.
-pub fn record_section(record: &ClinicalRecord) -> TextSection {
-    let title = match record.kind {
-        RecordKind::Observation => "Observation",
-        RecordKind::Medication => "Medication",
-        RecordKind::Condition => "Condition",
-        RecordKind::Allergy => "Allergy",
-        RecordKind::Encounter => "Encounter",
-        RecordKind::Note => "Note",
+/// The stored name of a record kind.
+pub fn kind(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::Observation => "observation",
+        RecordKind::Medication => "medication",
+        RecordKind::Condition => "condition",
+        RecordKind::Allergy => "allergy",
+        RecordKind::Encounter => "encounter",
+        RecordKind::Note => "note",
+    }
+}
+
+/// A section of text that states one record, spanning where it came from.
+pub fn record_section(record: &NewRecord) -> TextSection {
+    let title = match record.fields.kind.as_str() {
+        "observation" => "Observation",
+        "medication" => "Medication",
+        "condition" => "Condition",
+        "allergy" => "Allergy",
+        "encounter" => "Encounter",
+        _ => "Note",
     };
+    let span = &record.provenance;
     TextSection {
         title: Some(title.to_owned()),
-        text: sentence(record),
-        source: record.source.unwrap_or(Span {
-            start: 0,
-            end: 0,
-            page: None,
-        }),
+        text: sentence(&record.fields),
+        source: Span {
+            start: span
+                .span_start
+                .and_then(|s| u32::try_from(s).ok())
+                .unwrap_or(0),
+            end: span
+                .span_end
+                .and_then(|s| u32::try_from(s).ok())
+                .unwrap_or(0),
+            page: span.page.and_then(|p| u32::try_from(p).ok()),
+        },
     }
 }
 
 /// `Hemoglobin A1c: 7.2 % (reference 4.0-5.6; flag H); final; 2024-03-05.`
-pub fn sentence(record: &ClinicalRecord) -> String {
+pub fn sentence(record: &RecordFields) -> String {
     let mut out = record.display.clone();
     if let Some(value) = &record.value {
         let shown = value
@@ -61,28 +81,33 @@ pub fn sentence(record: &ClinicalRecord) -> String {
         (None, Some(end)) => parts.push(format!("until {end}")),
         (None, None) => {}
     }
-    parts.extend(record.details.iter().map(|(k, v)| format!("{k}: {v}")));
+    parts.extend(
+        record
+            .details
+            .iter()
+            .map(|d| format!("{}: {}", d.name, d.value)),
+    );
     format!("{}.", parts.join("; "))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::types::{Quantity, ReferenceRange};
+    use crate::db::records::{Detail, Range, Value};
 
     #[test]
     fn a_lab_result_reads_as_a_sentence() {
-        let record = ClinicalRecord {
-            kind: RecordKind::Observation,
+        let record = RecordFields {
+            kind: "observation".into(),
             codes: Vec::new(),
             display: "Hemoglobin A1c".into(),
             status: Some("final".into()),
-            value: Some(Quantity {
+            value: Some(Value {
                 value: Some(7.2),
                 text: Some("7.2".into()),
                 unit: Some("%".into()),
             }),
-            reference_range: Some(ReferenceRange {
+            reference_range: Some(Range {
                 low: Some(4.0),
                 high: Some(5.6),
                 text: Some("4.0-5.6".into()),
@@ -90,9 +115,10 @@ mod tests {
             interpretation: Some("H".into()),
             effective: Some("2024-03-05".into()),
             effective_end: None,
-            details: vec![("panel".into(), "Diabetes panel".into())],
-            source_id: None,
-            source: None,
+            details: vec![Detail {
+                name: "panel".into(),
+                value: "Diabetes panel".into(),
+            }],
         };
         assert_eq!(
             sentence(&record),

@@ -5,12 +5,18 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::indexing::{self, IndexError};
 use super::{chunking, render};
 use crate::app::App;
 use crate::db::chunks::Chunk;
+use crate::db::documents::Document;
 use crate::db::jobs::Job;
+use crate::db::records::{
+    Coding, Detail, NewRecord, Provenance, Range, RecordFields, Value, effective_instant,
+};
 use crate::db::{new_id, now};
-use crate::memory::VectorRow;
+use crate::plugins::document_parser::TextSection;
+use crate::plugins::types::ClinicalRecord;
 use crate::plugins::{CallError, CallFor};
 
 /// How long an idle worker sleeps before polling again without a wake-up.
@@ -35,12 +41,7 @@ impl Worker {
                 Ok(Some(job)) => {
                     let id = job.id;
                     if let Err(failure) = run_job(&app, &job).await {
-                        tracing::warn!(job = %id, code = failure.code, "ingestion job failed");
-                        metrics::counter!("ingest_jobs_total", "outcome" => failure.code)
-                            .increment(1);
-                        if let Err(e) = app.db.fail_job(id, failure.code, &failure.detail).await {
-                            tracing::error!(job = %id, error = %e, "could not record job failure");
-                        }
+                        settle(&app, &job, failure).await;
                     } else {
                         tracing::info!(job = %id, "ingestion job succeeded");
                         metrics::counter!("ingest_jobs_total", "outcome" => "succeeded")
@@ -59,43 +60,150 @@ impl Worker {
     }
 }
 
-/// Why a job failed: a stable code and a PHI-free detail.
+/// Why a job failed: a stable code, a PHI-free detail, and whether trying
+/// again later may help.
 #[derive(Debug)]
 pub struct JobFailure {
     /// Stable code.
     pub code: &'static str,
     /// Explanation without patient data.
     pub detail: String,
+    /// A transient failure (the store, the model) is retried with back-off; a
+    /// permanent one (the document itself) fails the job at once.
+    pub transient: bool,
 }
 
-fn failure(code: &'static str, detail: impl Into<String>) -> JobFailure {
+fn permanent(code: &'static str, detail: impl Into<String>) -> JobFailure {
     JobFailure {
         code,
         detail: detail.into(),
+        transient: false,
     }
 }
 
-/// Runs one claimed job: parse, chunk, embed, index, commit.
+fn transient(code: &'static str, detail: impl std::fmt::Display) -> JobFailure {
+    JobFailure {
+        code,
+        detail: detail.to_string(),
+        transient: true,
+    }
+}
+
+/// Attempts before a transiently failing job is given up.
+pub const MAX_ATTEMPTS: i64 = 5;
+
+/// The wait before attempt `attempts + 1`: 2, 4, 8... seconds, at most 5 minutes.
+pub fn backoff(attempts: i64) -> chrono::TimeDelta {
+    let seconds = 2i64.saturating_pow(attempts.clamp(1, 30) as u32).min(300);
+    chrono::TimeDelta::seconds(seconds)
+}
+
+/// Settles a failed attempt: retry later or fail for good. A failed
+/// document keeps no vectors.
+async fn settle(app: &Arc<App>, job: &Job, failure: JobFailure) {
+    let retry = failure.transient && job.attempts < MAX_ATTEMPTS;
+    let outcome = if retry { "retried" } else { failure.code };
+    tracing::warn!(job = %job.id, code = failure.code, attempt = job.attempts, retry, "ingestion attempt failed");
+    metrics::counter!("ingest_jobs_total", "outcome" => outcome).increment(1);
+    let recorded = if retry {
+        app.db
+            .retry_job(
+                job.id,
+                failure.code,
+                &failure.detail,
+                now() + backoff(job.attempts),
+            )
+            .await
+    } else {
+        if let Err(e) = app
+            .vectors
+            .delete_document(job.clinic_id, job.document_id)
+            .await
+        {
+            tracing::error!(job = %job.id, error = %e, "could not remove the vectors of a failed document");
+        }
+        app.db.fail_job(job.id, failure.code, &failure.detail).await
+    };
+    if let Err(e) = recorded {
+        tracing::error!(job = %job.id, error = %e, "could not record job failure");
+    }
+}
+
+/// The stored form of a record a parser found in `document`.
+fn new_record(document: &Document, record: &ClinicalRecord) -> NewRecord {
+    let text = |s: &Option<String>| s.as_ref().map(|s| s.chars().take(2000).collect::<String>());
+    NewRecord {
+        id: new_id(),
+        fields: RecordFields {
+            kind: render::kind(record.kind).to_owned(),
+            codes: record
+                .codes
+                .iter()
+                .map(|c| Coding {
+                    system: c.system.clone(),
+                    code: c.code.clone(),
+                    display: c.display.clone(),
+                })
+                .collect(),
+            display: record.display.clone(),
+            status: text(&record.status),
+            value: record.value.as_ref().map(|v| Value {
+                value: v.value.filter(|n| n.is_finite()),
+                text: text(&v.text),
+                unit: text(&v.unit),
+            }),
+            reference_range: record.reference_range.as_ref().map(|r| Range {
+                low: r.low.filter(|n| n.is_finite()),
+                high: r.high.filter(|n| n.is_finite()),
+                text: text(&r.text),
+            }),
+            interpretation: text(&record.interpretation),
+            effective: text(&record.effective),
+            effective_end: text(&record.effective_end),
+            details: record
+                .details
+                .iter()
+                .map(|(name, value)| Detail {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+        },
+        provenance: Provenance {
+            document_id: Some(document.id),
+            source_id: record.source_id.clone(),
+            span_start: record.source.map(|s| i64::from(s.start)),
+            span_end: record.source.map(|s| i64::from(s.end)),
+            page: record.source.and_then(|s| s.page).map(i64::from),
+        },
+    }
+}
+
+/// Runs one claimed job: parse, store records, chunk, embed, index, commit.
 pub async fn run_job(app: &Arc<App>, job: &Job) -> Result<(), JobFailure> {
-    let internal = |e: &dyn std::fmt::Display| failure("internal", format!("{e}"));
     let document = app
         .db
         .document_in_clinic(job.clinic_id, job.document_id)
         .await
-        .map_err(|e| internal(&e))?
-        .ok_or_else(|| failure("document_missing", "the document was deleted"))?;
+        .map_err(|e| transient("database_unavailable", e))?
+        .ok_or_else(|| permanent("document_missing", "the document was deleted"))?;
     let bytes = app
         .blobs
-        .get(&document.sha256)
+        .get(job.clinic_id, document.patient_id, &document.sha256)
         .await
-        .map_err(|e| internal(&e))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                permanent("blob_missing", "the document's bytes are missing")
+            }
+            _ => transient("blob_store_failed", e),
+        })?;
     let (parser, ctx) = app
         .plugins
         .parser_for(job.clinic_id, &document.media_type)
         .await
-        .map_err(|e| internal(&e))?
+        .map_err(|e| transient("database_unavailable", e))?
         .ok_or_else(|| {
-            failure(
+            permanent(
                 "no_parser",
                 format!("no enabled parser handles {}", document.media_type),
             )
@@ -112,94 +220,121 @@ pub async fn run_job(app: &Arc<App>, job: &Job) -> Result<(), JobFailure> {
         .parse(&parser, ctx, &who, &document.media_type, Arc::new(bytes))
         .await
         .map_err(|e| match e {
-            CallError::Plugin(f) => failure(f.code(), f.to_string()),
-            CallError::Audit(m) => failure("audit_failed", m),
+            CallError::Plugin(f) => permanent(f.code(), f.to_string()),
+            CallError::Audit(m) => transient("audit_failed", m),
         })?;
     tracing::debug!(job = %job.id, fuel = outcome.fuel_used, elapsed_ms = outcome.elapsed.as_millis() as u64, "parsed");
     let _ = app.db.set_job_progress(job.id, 0.3).await;
 
     let embedder = app
         .embedder()
-        .ok_or_else(|| failure("model_unavailable", "the embedding model is not loaded"))?;
-    // Records become searchable text too: "her last A1c" finds an HL7 result.
-    let mut sections: Vec<_> = parsed.sections;
-    sections.extend(parsed.records.iter().map(render::record_section));
+        .ok_or_else(|| transient("model_unavailable", "the embedding model is not loaded"))?;
+    let records: Vec<NewRecord> = parsed
+        .records
+        .iter()
+        .map(|r| new_record(&document, r))
+        .collect();
+
+    // Document text is a note dated by its upload; a record's rendering
+    // carries the record's kind and time, so "her last A1c" finds an HL7 result.
+    let mut sections: Vec<(TextSection, Option<&NewRecord>)> =
+        parsed.sections.into_iter().map(|s| (s, None)).collect();
+    sections.extend(
+        records
+            .iter()
+            .map(|stored| (render::record_section(stored), Some(stored))),
+    );
     let pieces = {
         let embedder = embedder.clone();
+        let input: Vec<(Option<String>, String, usize, usize)> = sections
+            .iter()
+            .map(|(s, _)| {
+                (
+                    s.title.clone(),
+                    s.text.clone(),
+                    s.source.start as usize,
+                    s.source.end as usize,
+                )
+            })
+            .collect();
         tokio::task::spawn_blocking(move || {
             let count = |text: &str| embedder.count_tokens(text).unwrap_or(usize::MAX / 2);
-            sections
+            input
                 .iter()
-                .flat_map(|s| {
-                    chunking::split(
-                        s.title.as_deref(),
-                        &s.text,
-                        s.source.start as usize,
-                        s.source.end as usize,
-                        &count,
-                    )
+                .map(|(title, text, start, end)| {
+                    chunking::split(title.as_deref(), text, *start, *end, &count)
                 })
                 .collect::<Vec<_>>()
         })
         .await
-        .map_err(|e| internal(&e))?
+        .map_err(|e| transient("internal", e))?
     };
 
-    let texts: Vec<String> = pieces
-        .iter()
-        .map(|p| embed_text(p.section.as_deref(), &p.text))
-        .collect();
-    let vectors = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        embedder.embed(&refs)
-    })
-    .await
-    .map_err(|e| internal(&e))?
-    .map_err(|e| failure("model_failed", e.to_string()))?;
+    let at = now();
+    let mut chunks = Vec::new();
+    for ((section, record), pieces) in sections.iter().zip(pieces) {
+        for p in pieces {
+            chunks.push(Chunk {
+                id: new_id(),
+                clinic_id: job.clinic_id,
+                patient_id: document.patient_id,
+                document_id: Some(document.id),
+                record_id: record.map(|r| r.id),
+                ordinal: chunks.len() as i64,
+                section: p.section,
+                kind: record.map_or("note".to_owned(), |r| r.fields.kind.clone()),
+                effective_at: match record {
+                    Some(r) => r.fields.effective.as_deref().and_then(effective_instant),
+                    None => Some(document.created_at),
+                },
+                text: p.text,
+                span_start: p.start as i64,
+                span_end: p.end as i64,
+                page: section.source.page.map(i64::from),
+                created_at: at,
+            });
+        }
+    }
+    let (rows, reused) = indexing::vector_rows(&app.db, &embedder, &chunks)
+        .await
+        .map_err(|e| match e {
+            IndexError::Db(e) => transient("database_unavailable", e),
+            IndexError::Model(m) => transient("model_failed", m),
+        })?;
+    tracing::debug!(job = %job.id, chunks = chunks.len(), reused, "embedded");
     let _ = app.db.set_job_progress(job.id, 0.8).await;
 
-    let at = now();
-    let chunks: Vec<Chunk> = pieces
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| Chunk {
-            id: new_id(),
-            clinic_id: job.clinic_id,
-            patient_id: document.patient_id,
-            document_id: document.id,
-            ordinal: i as i64,
-            section: p.section,
-            text: p.text,
-            span_start: p.start as i64,
-            span_end: p.end as i64,
-            created_at: at,
-        })
-        .collect();
-    let rows: Vec<VectorRow> = chunks
-        .iter()
-        .zip(vectors)
-        .map(|(c, vector)| VectorRow {
-            chunk_id: c.id,
-            patient_id: c.patient_id,
-            document_id: c.document_id,
-            vector,
-        })
-        .collect();
+    // Vectors first: until the SQL commit below they resolve to no chunk and
+    // search ignores them; a crash in between is repaired by the retry, which
+    // replaces them, or by the reconciliation at start.
     app.vectors
         .replace_document(job.clinic_id, document.id, &rows)
         .await
-        .map_err(|e| failure("vector_store_failed", e.to_string()))?;
-    app.db
-        .complete_job(job, &chunks)
+        .map_err(|e| transient("vector_store_failed", e))?;
+    let committed = app
+        .db
+        .complete_job(job, document.patient_id, &records, &chunks)
         .await
-        .map_err(|e| internal(&e))?;
-    Ok(())
-}
-
-/// The text embedded for a chunk: its section title gives it context.
-pub fn embed_text(section: Option<&str>, text: &str) -> String {
-    match section {
-        Some(title) => format!("{title}: {text}"),
-        None => text.to_owned(),
+        .map_err(|e| transient("database_unavailable", e))?;
+    if !committed {
+        // The document was deleted (or its patient erased) meanwhile: take
+        // back the vectors written above, and if the patient is gone, prune
+        // them from older table versions as the erasure did.
+        let _ = app
+            .vectors
+            .delete_document(job.clinic_id, document.id)
+            .await;
+        if let Ok(false) = app
+            .db
+            .patient_exists(job.clinic_id, document.patient_id)
+            .await
+        {
+            let _ = app
+                .vectors
+                .erase_patient(job.clinic_id, document.patient_id)
+                .await;
+        }
+        return Err(permanent("document_missing", "the document was deleted"));
     }
+    Ok(())
 }

@@ -28,14 +28,7 @@ async fn row_counts(server: &TestServer) -> Vec<(String, i64)> {
 }
 
 fn blob_files(server: &TestServer) -> usize {
-    let root = server.data.path().join("blobs");
-    let Ok(dirs) = std::fs::read_dir(root) else {
-        return 0;
-    };
-    dirs.filter_map(Result::ok)
-        .filter_map(|d| std::fs::read_dir(d.path()).ok())
-        .map(|files| files.count())
-        .sum()
+    crate::memory::files(&server.data.path().join("blobs")).len()
 }
 
 fn assert_problem(status: u16, body: &Value, expected_status: u16, code: &str) {

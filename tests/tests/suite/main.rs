@@ -4,9 +4,19 @@
 //!   real binary with real SQLite or PostgreSQL, LanceDB, model and plugins;
 //! - `store`: the repositories against SQLite and PostgreSQL;
 //! - `model`: the embedder against sentence-transformers' reference vectors;
-//! - `plugins`: the sandbox with the compiled first-party plugins.
+//! - `plugins`: the sandbox with the compiled first-party plugins;
+//! - `memory`: records, hybrid search, FHIR export, erasure, reindex, SSE;
+//! - `crash`: ingestion under SIGKILL, twenty times, on SQLite and PostgreSQL;
+//! - `audit`: the hash-chained trail, its filters, and tamper detection;
+//! - `auth`: OIDC against a certified provider, and forged tokens;
+//! - `access`: every route's 401/403, tenant isolation, policy edits.
 
+mod access;
+mod audit;
+mod auth;
 mod bad_input;
+mod crash;
+mod memory;
 mod model;
 mod newcomer;
 mod operations;

@@ -8,6 +8,7 @@ use medmemory::db::Db;
 use medmemory::db::chunks::Chunk;
 use medmemory::db::documents::NewDocument;
 use medmemory::db::patients::{PatientFields, PatientFilter};
+use medmemory::db::records::{Coding, NewRecord, Provenance, RecordFields, RecordFilter, Value};
 use medmemory_tests::{PgDatabase, postgres_url, repo_root};
 
 fn fields(given: &str, mrn: Option<&str>) -> PatientFields {
@@ -100,11 +101,20 @@ async fn exercise(db: &Db) {
             .is_err()
     );
 
-    let (doc, job) = db
+    let created = db
         .create_document(a.id, pa.id, &document("abc"))
         .await
         .unwrap();
+    let (doc, job) = (created.document, created.job);
     assert_eq!(job.status, "queued");
+    assert!(!created.duplicate);
+    // The same bytes for the same patient are the same document.
+    let again = db
+        .create_document(a.id, pa.id, &document("abc"))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!((again.document.id, again.job.id), (doc.id, job.id));
     assert_eq!(
         db.job(b.id, job.id).await.unwrap(),
         None,
@@ -112,10 +122,11 @@ async fn exercise(db: &Db) {
     );
 
     // Two concurrent claims never take the same job.
-    let (_, job2) = db
+    let job2 = db
         .create_document(a.id, pa.id, &document("def"))
         .await
-        .unwrap();
+        .unwrap()
+        .job;
     let (c1, c2) = tokio::join!(db.claim_job(), db.claim_job());
     let claimed: HashSet<_> = [c1.unwrap(), c2.unwrap()]
         .into_iter()
@@ -125,39 +136,140 @@ async fn exercise(db: &Db) {
     assert_eq!(claimed, HashSet::from([job.id, job2.id]));
     assert!(db.claim_job().await.unwrap().is_none());
 
-    // Completion writes chunks and status together; a rerun replaces chunks.
+    // Completion writes records, chunks and status together, once.
+    let record = NewRecord {
+        id: uuid::Uuid::now_v7(),
+        fields: RecordFields {
+            kind: "observation".into(),
+            codes: vec![Coding {
+                system: "http://loinc.org".into(),
+                code: "4548-4".into(),
+                display: None,
+            }],
+            display: "Hemoglobin A1c".into(),
+            status: Some("final".into()),
+            value: Some(Value {
+                value: Some(7.2),
+                text: None,
+                unit: Some("%".into()),
+            }),
+            reference_range: None,
+            interpretation: None,
+            effective: Some("2024-03-05".into()),
+            effective_end: None,
+            details: Vec::new(),
+        },
+        provenance: Provenance {
+            document_id: Some(doc.id),
+            ..Provenance::default()
+        },
+    };
     let chunk = |ordinal: i64, text: &str| Chunk {
         id: uuid::Uuid::now_v7(),
         clinic_id: a.id,
         patient_id: pa.id,
-        document_id: doc.id,
+        document_id: Some(doc.id),
+        record_id: None,
         ordinal,
         section: None,
+        kind: "note".into(),
+        effective_at: None,
         text: text.into(),
         span_start: 0,
         span_end: 4,
+        page: None,
         created_at: medmemory::db::now(),
     };
+    let mut stating = chunk(1, "Hemoglobin A1c: 7.2 %");
+    stating.record_id = Some(record.id);
+    stating.kind = "observation".into();
     let running = db.job(a.id, job.id).await.unwrap().unwrap();
-    db.complete_job(&running, &[chunk(0, "one"), chunk(1, "two")])
+    let first = chunk(0, "one");
+    assert!(
+        db.complete_job(
+            &running,
+            pa.id,
+            std::slice::from_ref(&record),
+            &[first.clone(), stating]
+        )
         .await
-        .unwrap();
-    let third = chunk(0, "three");
-    db.complete_job(&running, std::slice::from_ref(&third))
-        .await
-        .unwrap();
+        .unwrap()
+    );
+    assert!(
+        !db.complete_job(&running, pa.id, &[], &[chunk(0, "three")])
+            .await
+            .unwrap(),
+        "a settled job is not completed twice"
+    );
     let done = db.job(a.id, job.id).await.unwrap().unwrap();
     assert_eq!((done.status.as_str(), done.progress), ("succeeded", 1.0));
-    let chunks = db.patient_chunks(a.id, pa.id, &[third.id]).await.unwrap();
-    assert_eq!(chunks.len(), 1);
     assert_eq!(
-        db.patient_chunks(b.id, pa.id, &[third.id]).await.unwrap(),
+        db.patient_chunks(a.id, pa.id, &[first.id])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        db.patient_chunks(b.id, pa.id, &[first.id]).await.unwrap(),
         vec![]
+    );
+    let filter = |code: &str| RecordFilter {
+        code: Some(code.into()),
+        ..RecordFilter::default()
+    };
+    let found = db
+        .records(a.id, pa.id, &filter("4548-4"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].fields, record.fields);
+    assert_eq!(
+        found[0].effective_at.map(|t| t.to_rfc3339()).as_deref(),
+        Some("2024-03-05T00:00:00+00:00")
+    );
+    assert!(
+        db.records(a.id, pa.id, &filter("4548"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        db.records(b.id, pa.id, &filter("4548-4"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
     );
 
     // A crash leaves jobs running; start-up puts them back in the queue.
-    assert_eq!(db.requeue_running_jobs().await.unwrap(), 1);
-    assert_eq!(db.claim_job().await.unwrap().map(|j| j.id), Some(job2.id));
+    assert_eq!(db.requeue_running_jobs(10).await.unwrap(), 1);
+    let claimed = db.claim_job().await.unwrap().unwrap();
+    assert_eq!(claimed.id, job2.id);
+    // A transient failure waits for its back-off before it is claimed again.
+    let later = medmemory::db::now() + chrono::TimeDelta::hours(1);
+    db.retry_job(job2.id, "vector_store_failed", "store down", later)
+        .await
+        .unwrap();
+    assert!(db.claim_job().await.unwrap().is_none());
+    let job3 = db
+        .create_document(a.id, pa.id, &document("ghi"))
+        .await
+        .unwrap()
+        .job;
+    assert_eq!(db.claim_job().await.unwrap().map(|j| j.id), Some(job3.id));
+    let past = medmemory::db::now() - chrono::TimeDelta::seconds(1);
+    db.retry_job(job3.id, "model_failed", "busy", past)
+        .await
+        .unwrap();
+    let retried = db.claim_job().await.unwrap().unwrap();
+    assert_eq!((retried.id, retried.attempts), (job3.id, 2));
+    // Interrupted too often: failed, not requeued.
+    assert_eq!(db.requeue_running_jobs(2).await.unwrap(), 0);
+    let given_up = db.job(a.id, job3.id).await.unwrap().unwrap();
+    assert_eq!(
+        (given_up.status.as_str(), given_up.error_code.as_deref()),
+        ("failed", Some("interrupted"))
+    );
 
     // Soft delete hides the patient.
     assert!(db.soft_delete_patient(a.id, pa.id).await.unwrap());

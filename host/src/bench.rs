@@ -1,0 +1,384 @@
+//! `medmemory bench-memory`: the figures behind `cargo xtask bench memory`.
+//!
+//! - embedding throughput (sentences/s) for short sentences and 200-token
+//!   passages at batch 1 and 8;
+//! - ingest throughput (documents/min) for mixed text, HL7 v2 and FHIR
+//!   documents through the real pipeline (blob store, job queue, plugins,
+//!   chunking, embedding, LanceDB, SQLite), in process;
+//! - search latency (p50, p99) for one patient with 1,000 chunks in synthetic
+//!   tables of the given sizes, for vector, keyword and hybrid search.
+//!
+//! Everything runs in a temporary folder; nothing touches the configured data.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::{TimeDelta, Utc};
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::config::Settings;
+use crate::db::documents::NewDocument;
+use crate::db::patients::PatientFields;
+use crate::memory::{Ranked, Scope, VectorRow, VectorStore, fusion};
+use crate::ml::{DIM, Embedder};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Documents to ingest (0 skips the ingest run).
+    pub documents: usize,
+    /// Synthetic table sizes for the search run (empty skips it).
+    pub table_sizes: Vec<usize>,
+    /// `tests/samples`, for the HL7 and FHIR documents.
+    pub samples: PathBuf,
+    /// A scratch folder (removed after).
+    pub scratch: PathBuf,
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn percentile(mut xs: Vec<f64>, p: f64) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let i = ((xs.len() as f64 - 1.0) * p).round() as usize;
+    xs[i]
+}
+
+/// A small deterministic generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    }
+}
+
+const SENTENCES: [&str; 8] = [
+    "Patient reports mild headache since Tuesday.",
+    "HbA1c 7.2 % in March, down from 8.1 %.",
+    "Allergic to penicillin: hives in 2010.",
+    "Blood pressure 132/84, pulse 72, afebrile.",
+    "Metformin 500 mg twice daily, well tolerated.",
+    "Retinal screening due this spring.",
+    "No chest pain, no shortness of breath.",
+    "Follow-up in six weeks with fasting lipids.",
+];
+
+/// Runs the whole benchmark and prints a report on stdout.
+pub async fn memory(settings: &Settings, options: &Options) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&options.scratch)?;
+    let models = settings.models_dir();
+    let embedder = Arc::new(
+        tokio::task::spawn_blocking(move || Embedder::load(&models))
+            .await?
+            .context("loading the embedding model")?,
+    );
+    println!("embedding throughput (all-MiniLM-L6-v2, burn flex CPU backend), sentences/s:");
+    embedding(&embedder)?;
+    if options.documents > 0 {
+        ingest(settings, options).await?;
+    }
+    for size in &options.table_sizes {
+        search(&embedder, &options.scratch, *size).await?;
+    }
+    let _ = std::fs::remove_dir_all(&options.scratch);
+    Ok(())
+}
+
+fn embedding(embedder: &Embedder) -> anyhow::Result<()> {
+    let short: Vec<String> = (0..64)
+        .map(|i| SENTENCES[i % SENTENCES.len()].to_owned())
+        .collect();
+    let mut passage = String::new();
+    let mut i = 0;
+    while embedder.count_tokens(&passage)? < 200 {
+        passage.push_str(SENTENCES[i % SENTENCES.len()]);
+        passage.push(' ');
+        i += 1;
+    }
+    let passages: Vec<String> = (0..16).map(|_| passage.clone()).collect();
+    for (label, texts) in [
+        ("short sentences", &short),
+        ("200-token passages", &passages),
+    ] {
+        for batch in [1, 8] {
+            let mut rates = Vec::new();
+            for _ in 0..3 {
+                let started = Instant::now();
+                for group in texts.chunks(batch) {
+                    let refs: Vec<&str> = group.iter().map(String::as_str).collect();
+                    embedder.embed(&refs)?;
+                }
+                rates.push(texts.len() as f64 / started.elapsed().as_secs_f64());
+            }
+            println!(
+                "  {label:<19} batch {batch}: {:>7.1} (median of 3 runs of {})",
+                median(rates),
+                texts.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn mixed_document(samples: &Path, i: usize) -> anyhow::Result<Vec<u8>> {
+    Ok(match i % 3 {
+        0 => format!(
+            "Visit note {i}.\n\nHistory:\n{}\n\nPlan:\n{}\n",
+            SENTENCES[i % 8],
+            SENTENCES[(i + 3) % 8]
+        )
+        .into_bytes(),
+        1 => std::fs::read_to_string(samples.join("hl7/oru_r01.hl7"))?
+            .replace("MSG00001", &format!("MSG{i:06}"))
+            .into_bytes(),
+        _ => std::fs::read_to_string(samples.join("fhir/bundle.json"))?
+            .replace("example-summary", &format!("bench-{i}"))
+            .into_bytes(),
+    })
+}
+
+async fn ingest(settings: &Settings, options: &Options) -> anyhow::Result<()> {
+    let mut settings = settings.clone();
+    settings.data_dir = options.scratch.join("ingest");
+    settings.database_url = None;
+    settings.vector_uri = None;
+    let app = App::build(settings).await?;
+    app.prepare().await?;
+    app.load_model().await;
+    anyhow::ensure!(app.embedder().is_some(), "the embedding model did not load");
+    let clinic = app.db.create_clinic("Bench").await?.id;
+    let mut patients = Vec::new();
+    for p in 0..10 {
+        let fields = PatientFields {
+            given_name: format!("Bench{p}"),
+            family_name: "Patient".into(),
+            birth_date: chrono::NaiveDate::from_ymd_opt(1960, 1, 1).unwrap_or_default(),
+            sex: "unknown".into(),
+            mrn: None,
+        };
+        patients.push(app.db.create_patient(clinic, &fields).await?.id);
+    }
+    for i in 0..options.documents {
+        let bytes = mixed_document(&options.samples, i)?;
+        let patient = patients[i % patients.len()];
+        let sha = app.blobs.put(clinic, patient, &bytes).await?;
+        let new = NewDocument {
+            media_type: crate::ingest::sniff::media_type(&bytes).to_owned(),
+            declared_media_type: None,
+            size_bytes: bytes.len() as i64,
+            sha256: sha,
+        };
+        app.db.create_document(clinic, patient, &new).await?;
+    }
+    let started = Instant::now();
+    tokio::spawn(app.worker.clone().run(app.clone()));
+    app.worker.wake();
+    loop {
+        let counts = app.db.job_counts().await?;
+        let open: i64 = counts
+            .iter()
+            .filter(|(s, _)| s == "queued" || s == "running")
+            .map(|(_, n)| n)
+            .sum();
+        if open == 0 {
+            let failed: i64 = counts
+                .iter()
+                .filter(|(s, _)| s == "failed")
+                .map(|(_, n)| n)
+                .sum();
+            let minutes = started.elapsed().as_secs_f64() / 60.0;
+            println!(
+                "ingest: {} mixed documents (text, HL7 v2, FHIR) in {:.1} s: {:.0} documents/min, {failed} failed",
+                options.documents,
+                minutes * 60.0,
+                options.documents as f64 / minutes
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn random_vector(rng: &mut Rng) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..DIM).map(|_| rng.unit()).collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+    for x in &mut v {
+        *x /= norm;
+    }
+    v
+}
+
+fn random_text(rng: &mut Rng) -> String {
+    let mut words: Vec<String> = (0..12).map(|_| format!("w{}", rng.next() % 5000)).collect();
+    words.push(SENTENCES[(rng.next() % 8) as usize].to_owned());
+    words.join(" ")
+}
+
+async fn search(embedder: &Arc<Embedder>, scratch: &Path, size: usize) -> anyhow::Result<()> {
+    let dir = scratch.join(format!("vectors-{size}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = VectorStore::open(dir.to_str().unwrap_or("vectors")).await?;
+    let clinic = Uuid::now_v7();
+    let target = Uuid::now_v7();
+    let others: Vec<Uuid> = (0..999).map(|_| Uuid::now_v7()).collect();
+    let kinds = ["note", "observation", "medication", "condition"];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let loading = Instant::now();
+    let batch = 10_000;
+    let mut written = 0;
+    while written < size {
+        let n = batch.min(size - written);
+        let rows: Vec<VectorRow> = (0..n)
+            .map(|i| {
+                // 1,000 of the rows belong to the target patient, spread out.
+                let patient = if (written + i) % (size / 1000).max(1) == 0 {
+                    target
+                } else {
+                    others[(rng.next() % others.len() as u64) as usize]
+                };
+                VectorRow {
+                    chunk_id: Uuid::now_v7(),
+                    patient_id: patient,
+                    document_id: Some(Uuid::now_v7()),
+                    record_id: None,
+                    kind: kinds[(rng.next() % 4) as usize].to_owned(),
+                    effective_at: Some(Utc::now() - TimeDelta::days((rng.next() % 3650) as i64)),
+                    text: random_text(&mut rng),
+                    vector: random_vector(&mut rng),
+                }
+            })
+            .collect();
+        store.append(clinic, &rows).await?;
+        written += n;
+    }
+    store.refresh_indexes(clinic).await?;
+    println!(
+        "search, one patient of 1,000 chunks in a table of {size} chunks (loaded and indexed in {:.0} s), ms:",
+        loading.elapsed().as_secs_f64()
+    );
+    let scope = Scope::default();
+    let queries: Vec<String> = (0..50)
+        .map(|i| format!("{} w{}", SENTENCES[i % 8], rng.next() % 5000))
+        .collect();
+    let (mut vector, mut keyword, mut hybrid, mut embed) = (vec![], vec![], vec![], vec![]);
+    for query in &queries {
+        let started = Instant::now();
+        let model = embedder.clone();
+        let text = query.clone();
+        let q = tokio::task::spawn_blocking(move || model.embed(&[text.as_str()]))
+            .await??
+            .pop()
+            .unwrap_or_default();
+        embed.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = Instant::now();
+        let v = store.vector_search(clinic, target, &scope, &q, 30).await?;
+        vector.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = Instant::now();
+        let k = store
+            .keyword_search(clinic, target, &scope, query, 30)
+            .await?;
+        keyword.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = Instant::now();
+        let (v2, k2) = tokio::join!(
+            store.vector_search(clinic, target, &scope, &q, 30),
+            store.keyword_search(clinic, target, &scope, query, 30)
+        );
+        let fused: Vec<Ranked> = fusion::reciprocal_rank(&[&v2?, &k2?], 10);
+        hybrid.push(started.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(!v.is_empty() && !fused.is_empty(), "search found nothing");
+        let _ = k;
+    }
+    for (label, xs) in [
+        ("query embedding", embed),
+        ("vector", vector),
+        ("keyword (BM25)", keyword),
+        ("hybrid (both + RRF)", hybrid),
+    ] {
+        println!(
+            "  {label:<20} p50 {:>7.1}  p99 {:>7.1}",
+            percentile(xs.clone(), 0.5),
+            percentile(xs, 0.99)
+        );
+    }
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// `medmemory bench-authz`: the cost of one casbin `enforce()` (through
+/// [`crate::authz::Authz::check`]) with `assignments` role assignments spread
+/// over 100 clinics, and the time to rebuild the enforcer from SQL (what
+/// every policy change and every poll that sees one costs).
+pub async fn authz(scratch: &Path, assignments: usize) -> anyhow::Result<()> {
+    use crate::db::rbac::Assignment;
+    std::fs::create_dir_all(scratch)?;
+    let url = format!("sqlite://{}", scratch.join("authz.db").display());
+    let _ = std::fs::remove_file(scratch.join("authz.db"));
+    let db = crate::db::Db::connect(&url).await?;
+    db.migrate().await?;
+    let mut clinics = Vec::new();
+    for i in 0..100 {
+        clinics.push(db.create_clinic(&format!("Bench clinic {i}")).await?.id);
+    }
+    let roles = ["clinician", "auditor", "clinic-admin"];
+    let rows: Vec<Assignment> = (0..assignments)
+        .map(|i| Assignment {
+            subject: format!("user:{}", Uuid::from_u128(i as u128 + 1)),
+            role: roles[i % 3].to_owned(),
+            domain: clinics[i % clinics.len()].to_string(),
+        })
+        .collect();
+    for chunk in rows.chunks(1000) {
+        db.add_assignments(chunk).await?;
+    }
+    let authz = crate::authz::Authz::load(db.clone()).await?;
+    let mut reloads = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        authz.reload().await?;
+        reloads.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut rng = Rng(0x5eed);
+    let mut per_call = Vec::new();
+    let mut allowed = 0usize;
+    for _ in 0..200 {
+        let started = Instant::now();
+        for _ in 0..100 {
+            let row = &rows[(rng.next() % rows.len() as u64) as usize];
+            let clinic: Uuid = row.domain.parse()?;
+            // Half the checks in the subject's own clinic, half in another.
+            let domain = if rng.next() % 2 == 0 {
+                crate::authz::Domain::Clinic(clinic)
+            } else {
+                crate::authz::Domain::Clinic(clinics[(rng.next() % 100) as usize])
+            };
+            if authz.check(&row.subject, domain, "patient", "read") == crate::authz::Decision::Allow
+            {
+                allowed += 1;
+            }
+        }
+        per_call.push(started.elapsed().as_secs_f64() * 1e6 / 100.0);
+    }
+    println!(
+        "authz: {assignments} assignments in 100 clinics: check() median {:.1} us, p99 {:.1} us \
+         ({allowed} of 20000 allowed); enforcer rebuild from SQL median {:.0} ms",
+        median(per_call.clone()),
+        percentile(per_call, 0.99),
+        median(reloads)
+    );
+    let _ = std::fs::remove_dir_all(scratch);
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! People who sign in through an OIDC provider, one row per `(issuer, subject)`.
+//! A user starts with no role; admins grant roles to `user:<id>`.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{Db, new_id, now};
+use crate::on_pool;
+
+/// How stale `last_seen_at` may get before a request refreshes it, so a busy
+/// user does not cost a write per request.
+const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
+/// A user known to MedMemory.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct User {
+    /// MedMemory's id for the user.
+    pub id: Uuid,
+    /// The OIDC issuer.
+    pub issuer: String,
+    /// The provider's subject id.
+    pub subject: String,
+    /// When the user was first seen.
+    pub created_at: DateTime<Utc>,
+    /// When the user was last seen (to the minute).
+    pub last_seen_at: DateTime<Utc>,
+}
+
+impl User {
+    /// The casbin subject of this user.
+    pub fn subject_name(&self) -> String {
+        format!("user:{}", self.id)
+    }
+}
+
+impl Db {
+    /// The user for `(issuer, subject)`, created on first sight; the flag says
+    /// whether it was created now.
+    pub async fn user_for(&self, issuer: &str, subject: &str) -> sqlx::Result<(User, bool)> {
+        let at = now();
+        on_pool!(self, pool => {
+            let found: Option<User> = sqlx::query_as(
+                "SELECT id, issuer, subject, created_at, last_seen_at FROM users
+                 WHERE issuer = $1 AND subject = $2",
+            )
+            .bind(issuer)
+            .bind(subject)
+            .fetch_optional(pool)
+            .await?;
+            if let Some(user) = found {
+                if at - user.last_seen_at > TOUCH_EVERY {
+                    sqlx::query("UPDATE users SET last_seen_at = $1 WHERE id = $2")
+                        .bind(at)
+                        .bind(user.id)
+                        .execute(pool)
+                        .await?;
+                }
+                return Ok((user, false));
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO users (id, issuer, subject, created_at, last_seen_at)
+                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (issuer, subject) DO NOTHING",
+            )
+            .bind(new_id())
+            .bind(issuer)
+            .bind(subject)
+            .bind(at)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            let user: User = sqlx::query_as(
+                "SELECT id, issuer, subject, created_at, last_seen_at FROM users
+                 WHERE issuer = $1 AND subject = $2",
+            )
+            .bind(issuer)
+            .bind(subject)
+            .fetch_one(pool)
+            .await?;
+            Ok((user, inserted == 1))
+        })
+    }
+
+    /// One user by id.
+    pub async fn user(&self, id: Uuid) -> sqlx::Result<Option<User>> {
+        on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, issuer, subject, created_at, last_seen_at FROM users WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+        })
+    }
+}

@@ -1,0 +1,389 @@
+//! `/clinics/{clinic}/patients/{patient}/records`: structured clinical data,
+//! and `/fhir`: the patient's memory as a FHIR R4 Bundle.
+//!
+//! Records come from parsed documents or are posted here in batches. A posted
+//! record is validated field by field, stored with its searchable rendering in
+//! one transaction, and embedded before the response, so it is searchable as
+//! soon as the client has its id.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json as JsonResponse, Router};
+use serde::{Deserialize, Serialize};
+
+use super::access::{self, List, PageQuery};
+use super::error::{Error, Result};
+use super::extract::{Json, Query};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::db::chunks::Chunk;
+use crate::db::records::{
+    KINDS, NewRecord, Provenance, Record, RecordFields, RecordFilter, effective_instant,
+};
+use crate::db::{new_id, now};
+use crate::ingest::{chunking, indexing, render};
+
+/// Records at most per POST.
+pub const MAX_BATCH: usize = 500;
+
+/// Record routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/clinics/{clinic}/patients/{patient}/records",
+            get(list).post(create),
+        )
+        .route(
+            "/clinics/{clinic}/patients/{patient}/records/{record}",
+            get(read),
+        )
+        .route("/clinics/{clinic}/patients/{patient}/fhir", get(fhir))
+}
+
+/// Filters and paging of the record list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RecordQuery {
+    /// observation, medication, condition, allergy, encounter or note.
+    pub kind: Option<String>,
+    /// A code of any of the record's codings, e.g. `4548-4`.
+    pub code: Option<String>,
+    /// Effective at or after this date or date-time.
+    pub since: Option<String>,
+    /// Effective before this date or date-time.
+    pub until: Option<String>,
+    /// Items per page, 1 to 500; default 50.
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Parses a `since`/`until` bound.
+pub fn time_bound(
+    value: Option<&str>,
+    name: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+    match value {
+        None => Ok(None),
+        Some(v) => effective_instant(v).map(Some).ok_or_else(|| {
+            Error::invalid(
+                "invalid_filter",
+                format!("{name} must be a date (YYYY-MM-DD) or an RFC 3339 date-time"),
+            )
+        }),
+    }
+}
+
+/// Lists a patient's records.
+#[utoipa::path(get, path = "/api/v1/clinics/{clinic}/patients/{patient}/records", tag = "records",
+    params(("clinic" = String, Path), ("patient" = String, Path), RecordQuery),
+    responses((status = 200, body = List<Record>), (status = 404, description = "not found"), (status = 422, description = "invalid filter")))]
+pub async fn list(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((clinic, patient)): Path<(String, String)>,
+    Query(query): Query<RecordQuery>,
+) -> Result<JsonResponse<List<Record>>> {
+    let patient = access::patient(&state, &who, &clinic, &patient, "record", "read").await?;
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor.clone(),
+    }
+    .page()?;
+    if let Some(kind) = &query.kind
+        && !KINDS.contains(&kind.as_str())
+    {
+        return Err(Error::invalid(
+            "invalid_filter",
+            format!("kind must be one of {}", KINDS.join(", ")),
+        ));
+    }
+    if query
+        .code
+        .as_ref()
+        .is_some_and(|c| c.is_empty() || c.len() > 100)
+    {
+        return Err(Error::invalid(
+            "invalid_filter",
+            "code must be 1 to 100 characters",
+        ));
+    }
+    let filter = RecordFilter {
+        kind: query.kind.clone(),
+        code: query.code.clone(),
+        since: time_bound(query.since.as_deref(), "since")?,
+        until: time_bound(query.until.as_deref(), "until")?,
+    };
+    let records = state
+        .db
+        .records(
+            patient.clinic_id,
+            patient.id,
+            &filter,
+            page.after,
+            page.limit + 1,
+        )
+        .await?;
+    Ok(JsonResponse(List::from_overfetch(records, page, |r| r.id)))
+}
+
+/// Reads one record.
+#[utoipa::path(get, path = "/api/v1/clinics/{clinic}/patients/{patient}/records/{record}", tag = "records",
+    params(("clinic" = String, Path), ("patient" = String, Path), ("record" = String, Path)),
+    responses((status = 200, body = Record), (status = 404, description = "not found")))]
+pub async fn read(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((clinic, patient, record)): Path<(String, String, String)>,
+) -> Result<JsonResponse<Record>> {
+    let patient = access::patient(&state, &who, &clinic, &patient, "record", "read").await?;
+    let id = access::parse_id(&record, "record_not_found")?;
+    state
+        .db
+        .record(patient.clinic_id, patient.id, id)
+        .await?
+        .map(JsonResponse)
+        .ok_or_else(|| Error::not_found("record_not_found"))
+}
+
+/// Records to add.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRecords {
+    /// 1 to 500 records.
+    pub records: Vec<RecordFields>,
+}
+
+/// Records as stored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Created {
+    /// The stored records, in the order posted.
+    pub items: Vec<Record>,
+}
+
+fn bounded(value: &Option<String>, max: usize, what: &str, at: usize) -> Result<Option<String>> {
+    match value.as_deref().map(str::trim) {
+        None => Ok(None),
+        Some(v) if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) => {
+            Err(Error::invalid(
+                "invalid_record",
+                format!("records[{at}].{what} must be 1 to {max} printable characters"),
+            ))
+        }
+        Some(v) => Ok(Some(v.to_owned())),
+    }
+}
+
+fn finite(value: Option<f64>, what: &str, at: usize) -> Result<Option<f64>> {
+    match value {
+        Some(v) if !v.is_finite() => Err(Error::invalid(
+            "invalid_record",
+            format!("records[{at}].{what} must be a finite number"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Checks and normalises one posted record.
+pub fn validate(mut f: RecordFields, at: usize) -> Result<RecordFields> {
+    let bad = |detail: String| Error::invalid("invalid_record", detail);
+    if !KINDS.contains(&f.kind.as_str()) {
+        return Err(bad(format!(
+            "records[{at}].kind must be one of {}",
+            KINDS.join(", ")
+        )));
+    }
+    f.display = bounded(&Some(f.display.clone()), 500, "display", at)?.unwrap_or_default();
+    if f.codes.len() > 20 {
+        return Err(bad(format!("records[{at}].codes holds at most 20 codings")));
+    }
+    for coding in &mut f.codes {
+        coding.system =
+            bounded(&Some(coding.system.clone()), 200, "codes[].system", at)?.unwrap_or_default();
+        coding.code =
+            bounded(&Some(coding.code.clone()), 100, "codes[].code", at)?.unwrap_or_default();
+        coding.display = bounded(&coding.display, 500, "codes[].display", at)?;
+    }
+    f.status = bounded(&f.status, 100, "status", at)?;
+    f.interpretation = bounded(&f.interpretation, 100, "interpretation", at)?;
+    if let Some(value) = &mut f.value {
+        value.value = finite(value.value, "value.value", at)?;
+        value.text = bounded(&value.text, 2000, "value.text", at)?;
+        value.unit = bounded(&value.unit, 50, "value.unit", at)?;
+    }
+    if let Some(range) = &mut f.reference_range {
+        range.low = finite(range.low, "reference_range.low", at)?;
+        range.high = finite(range.high, "reference_range.high", at)?;
+        range.text = bounded(&range.text, 100, "reference_range.text", at)?;
+    }
+    let start = match &f.effective {
+        None => None,
+        Some(t) => Some(effective_instant(t).ok_or_else(|| {
+            bad(format!(
+                "records[{at}].effective must be a date or an RFC 3339 date-time"
+            ))
+        })?),
+    };
+    if let Some(t) = &f.effective_end {
+        let end = effective_instant(t).ok_or_else(|| {
+            bad(format!(
+                "records[{at}].effective_end must be a date or an RFC 3339 date-time"
+            ))
+        })?;
+        if start.is_some_and(|s| end < s) {
+            return Err(bad(format!(
+                "records[{at}].effective_end is before effective"
+            )));
+        }
+    }
+    if f.details.len() > 50 {
+        return Err(bad(format!(
+            "records[{at}].details holds at most 50 entries"
+        )));
+    }
+    for d in &mut f.details {
+        d.name = bounded(&Some(d.name.clone()), 100, "details[].name", at)?.unwrap_or_default();
+        // Values may be free text over several lines (a note's body).
+        if d.value.chars().count() > 20_000 {
+            return Err(bad(format!(
+                "records[{at}].details[].value is longer than 20000 characters"
+            )));
+        }
+    }
+    Ok(f)
+}
+
+/// Adds records to a patient (batch).
+#[utoipa::path(post, path = "/api/v1/clinics/{clinic}/patients/{patient}/records", tag = "records",
+    params(("clinic" = String, Path), ("patient" = String, Path)), request_body = NewRecords,
+    responses((status = 201, body = Created), (status = 404, description = "not found"), (status = 422, description = "invalid"),
+        (status = 503, description = "model not loaded")))]
+pub async fn create(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((clinic, patient)): Path<(String, String)>,
+    Json(body): Json<NewRecords>,
+) -> Result<(StatusCode, JsonResponse<Created>)> {
+    let patient = access::patient(&state, &who, &clinic, &patient, "record", "create").await?;
+    if body.records.is_empty() || body.records.len() > MAX_BATCH {
+        return Err(Error::invalid(
+            "invalid_record",
+            format!("post 1 to {MAX_BATCH} records"),
+        ));
+    }
+    let records: Vec<NewRecord> = body
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            Ok(NewRecord {
+                id: new_id(),
+                fields: validate(f, i)?,
+                provenance: Provenance::default(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let embedder = state.embedder().ok_or_else(|| {
+        Error::problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "model_unavailable",
+            "the embedding model is not loaded yet",
+        )
+    })?;
+
+    let at = now();
+    let sections: Vec<_> = records.iter().map(render::record_section).collect();
+    let pieces = {
+        let embedder = embedder.clone();
+        let texts: Vec<(Option<String>, String)> = sections
+            .iter()
+            .map(|s| (s.title.clone(), s.text.clone()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let count = |text: &str| embedder.count_tokens(text).unwrap_or(usize::MAX / 2);
+            texts
+                .iter()
+                .map(|(title, text)| chunking::split(title.as_deref(), text, 0, 0, &count))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(anyhow::Error::from)?
+    };
+    let mut chunks = Vec::new();
+    for (record, pieces) in records.iter().zip(pieces) {
+        for (ordinal, p) in pieces.into_iter().enumerate() {
+            chunks.push(Chunk {
+                id: new_id(),
+                clinic_id: patient.clinic_id,
+                patient_id: patient.id,
+                document_id: None,
+                record_id: Some(record.id),
+                ordinal: ordinal as i64,
+                section: p.section,
+                kind: record.fields.kind.clone(),
+                effective_at: record
+                    .fields
+                    .effective
+                    .as_deref()
+                    .and_then(effective_instant),
+                text: p.text,
+                span_start: 0,
+                span_end: 0,
+                page: None,
+                created_at: at,
+            });
+        }
+    }
+    let (rows, _) = indexing::vector_rows(&state.db, &embedder, &chunks)
+        .await
+        .map_err(anyhow::Error::from)?;
+    // Vectors first, invisible until the SQL commit (search resolves through SQL).
+    state
+        .vectors
+        .upsert(patient.clinic_id, &rows)
+        .await
+        .map_err(anyhow::Error::from)?;
+    if let Err(e) = state
+        .db
+        .add_records(patient.clinic_id, patient.id, &records, &chunks)
+        .await
+    {
+        let ids: Vec<_> = chunks.iter().map(|c| c.id).collect();
+        let _ = state.vectors.delete_chunks(patient.clinic_id, &ids).await;
+        return Err(e.into());
+    }
+    let mut items = Vec::with_capacity(records.len());
+    for record in &records {
+        if let Some(stored) = state
+            .db
+            .record(patient.clinic_id, patient.id, record.id)
+            .await?
+        {
+            items.push(stored);
+        }
+    }
+    tracing::info!(clinic = %patient.clinic_id, records = items.len(), "records added");
+    Ok((StatusCode::CREATED, JsonResponse(Created { items })))
+}
+
+/// The patient and every record as a FHIR R4 Bundle.
+#[utoipa::path(get, path = "/api/v1/clinics/{clinic}/patients/{patient}/fhir", tag = "records",
+    params(("clinic" = String, Path), ("patient" = String, Path)),
+    responses((status = 200, description = "a FHIR R4 Bundle (application/fhir+json)"), (status = 404, description = "not found")))]
+pub async fn fhir(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((clinic, patient)): Path<(String, String)>,
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let patient = access::patient(&state, &who, &clinic, &patient, "record", "read").await?;
+    let records = state.db.all_records(patient.clinic_id, patient.id).await?;
+    let bundle = crate::fhir::bundle(&patient, &records, now());
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/fhir+json")],
+        bundle.to_string(),
+    )
+        .into_response())
+}

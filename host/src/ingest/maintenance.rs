@@ -1,0 +1,210 @@
+//! Keeping SQL, blobs and the vector index in agreement: finishing erasures,
+//! the sweep at start after a crash, `medmemory reindex`, and the check that
+//! each vector table was built with the loaded model.
+//!
+//! SQL is the source of truth. At start, before the server listens, vectors
+//! without a committed chunk and blobs without a document are removed and
+//! interrupted erasures are finished; once the model is loaded, committed
+//! chunks missing from the index are embedded (from the cache when possible)
+//! and added. The sweep assumes it is the only writer of the vector store at
+//! that moment, which holds for one instance per data folder.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::indexing;
+use crate::app::App;
+use crate::db::patients::Erasure;
+use crate::memory::SCHEMA_VERSION;
+use crate::ml::{DIM, MODEL_ID};
+
+/// What a sweep changed.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Sweep {
+    /// Vector rows removed because no committed chunk has their id (or
+    /// because a chunk id appeared more than once).
+    pub orphan_vectors: usize,
+    /// Committed chunks (re-)added to the index.
+    pub missing_vectors: usize,
+    /// Blobs and partial writes removed because no document names them.
+    pub orphan_blobs: usize,
+    /// Erasures finished.
+    pub erasures: usize,
+}
+
+/// Removes an erased patient's vectors (from every table version) and blobs,
+/// then marks the erasure complete.
+pub async fn finish_erasure(app: &App, erasure: &Erasure) -> anyhow::Result<Erasure> {
+    app.vectors
+        .erase_patient(erasure.clinic_id, erasure.patient_id)
+        .await?;
+    app.blobs
+        .erase_patient(erasure.clinic_id, erasure.patient_id)
+        .await?;
+    app.db
+        .complete_erasure(erasure.id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the erasure record vanished"))
+}
+
+async fn all_clinics(app: &App) -> anyhow::Result<Vec<Uuid>> {
+    let mut ids = Vec::new();
+    let mut after = None;
+    loop {
+        let page = app.db.clinics(after, 500).await?;
+        let done = page.len() < 500;
+        after = page.last().map(|c| c.id);
+        ids.extend(page.into_iter().map(|c| c.id));
+        if done {
+            return Ok(ids);
+        }
+    }
+}
+
+/// The part of the sweep that needs no model: erasures, orphan vectors,
+/// orphan blobs. Run before the server listens.
+pub async fn sweep_orphans(app: &App) -> anyhow::Result<Sweep> {
+    let mut sweep = Sweep::default();
+    for erasure in app.db.pending_erasures().await? {
+        finish_erasure(app, &erasure).await?;
+        sweep.erasures += 1;
+    }
+    for clinic in all_clinics(app).await? {
+        let committed: HashSet<Uuid> = app.db.clinic_chunk_ids(clinic).await?.into_iter().collect();
+        let indexed = app.vectors.chunk_ids(clinic).await?;
+        let stale: Vec<Uuid> = indexed
+            .iter()
+            .filter(|(id, count)| !committed.contains(*id) || **count > 1)
+            .map(|(id, _)| *id)
+            .collect();
+        if !stale.is_empty() {
+            app.vectors.delete_chunks(clinic, &stale).await?;
+            sweep.orphan_vectors += stale.len();
+        }
+    }
+    for (clinic, patient) in app.blobs.patients().await? {
+        if !app.db.patient_exists(clinic, patient).await? {
+            let (blobs, partial) = app.blobs.list_patient(clinic, patient).await?;
+            app.blobs.erase_patient(clinic, patient).await?;
+            sweep.orphan_blobs += blobs.len() + partial.len();
+            continue;
+        }
+        let named: HashSet<String> = app
+            .db
+            .patient_document_hashes(clinic, patient)
+            .await?
+            .into_iter()
+            .collect();
+        let (blobs, partial) = app.blobs.list_patient(clinic, patient).await?;
+        for sha in blobs.iter().filter(|sha| !named.contains(*sha)) {
+            app.blobs.delete(clinic, patient, sha).await?;
+            sweep.orphan_blobs += 1;
+        }
+        for path in partial {
+            tokio::fs::remove_file(&path).await?;
+            sweep.orphan_blobs += 1;
+        }
+    }
+    Ok(sweep)
+}
+
+/// Embeds and indexes committed chunks missing from the index (after a crash
+/// between the SQL commit and the vector write of a posted record, or after
+/// a partial reindex). Needs the model.
+pub async fn index_missing(app: &Arc<App>) -> anyhow::Result<usize> {
+    let Some(embedder) = app.embedder() else {
+        anyhow::bail!("the embedding model is not loaded");
+    };
+    let mut added = 0;
+    for clinic in all_clinics(app).await? {
+        let indexed = app.vectors.chunk_ids(clinic).await?;
+        let mut after = None;
+        loop {
+            let page = app.db.clinic_chunks(clinic, None, after, 500).await?;
+            let done = page.len() < 500;
+            after = page.last().map(|c| c.id);
+            let missing: Vec<_> = page
+                .into_iter()
+                .filter(|c| !indexed.contains_key(&c.id))
+                .collect();
+            if !missing.is_empty() {
+                let (rows, _) = indexing::vector_rows(&app.db, &embedder, &missing).await?;
+                app.vectors.upsert(clinic, &rows).await?;
+                added += rows.len();
+            }
+            if done {
+                break;
+            }
+        }
+    }
+    Ok(added)
+}
+
+/// Rebuilds the vector tables of one clinic or of all from SQL, reusing
+/// cached embeddings of the current model; records what each was built with.
+/// Returns the number of chunks indexed and how many of their vectors came
+/// from the cache.
+pub async fn reindex(app: &Arc<App>, only: Option<Uuid>) -> anyhow::Result<(usize, usize)> {
+    let Some(embedder) = app.embedder() else {
+        anyhow::bail!("the embedding model is not loaded");
+    };
+    let clinics = match only {
+        Some(c) => vec![c],
+        None => all_clinics(app).await?,
+    };
+    let (mut total, mut reused) = (0, 0);
+    for clinic in clinics {
+        app.vectors.drop_clinic(clinic).await?;
+        let mut after = None;
+        loop {
+            let page = app.db.clinic_chunks(clinic, None, after, 500).await?;
+            let done = page.len() < 500;
+            after = page.last().map(|c| c.id);
+            let (rows, cached) = indexing::vector_rows(&app.db, &embedder, &page).await?;
+            app.vectors.append(clinic, &rows).await?;
+            total += rows.len();
+            reused += cached;
+            if done {
+                break;
+            }
+        }
+        app.db
+            .record_vector_table(clinic, MODEL_ID, DIM as i64, SCHEMA_VERSION)
+            .await?;
+        tracing::info!(clinic = %clinic, "vector table rebuilt");
+    }
+    Ok((total, reused))
+}
+
+/// Compares every clinic's vector table with what this build writes; returns
+/// the problems (empty when all agree). Tables written by this build before
+/// their first check are recorded as such.
+pub async fn index_problems(app: &App) -> anyhow::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for clinic in all_clinics(app).await? {
+        let Some(columns) = app.vectors.columns(clinic).await? else {
+            continue;
+        };
+        match app.db.vector_table(clinic).await? {
+            Some(built)
+                if built.model == MODEL_ID
+                    && built.dimension == DIM as i64
+                    && built.schema_version == SCHEMA_VERSION => {}
+            Some(built) => problems.push(format!(
+                "clinic {clinic}: vectors built with {} ({} dimensions, layout {}), this server uses {MODEL_ID} ({DIM}, layout {SCHEMA_VERSION}); run `medmemory reindex --clinic {clinic}`",
+                built.model, built.dimension, built.schema_version
+            )),
+            None if columns.iter().any(|c| c == "text") => {
+                app.db
+                    .record_vector_table(clinic, MODEL_ID, DIM as i64, SCHEMA_VERSION)
+                    .await?;
+            }
+            None => problems.push(format!(
+                "clinic {clinic}: vectors written by an older release; run `medmemory reindex --clinic {clinic}`"
+            )),
+        }
+    }
+    Ok(problems)
+}
