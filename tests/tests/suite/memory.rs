@@ -360,11 +360,22 @@ async fn records_search_and_fhir(server: &TestServer) {
             .count()
     };
     assert_eq!(blob_files(&sha), 2, "one blob per patient");
+    // Clinicians add documents; deleting one is a clinic admin's call.
     let (status, _) = server
         .call(
             Method::DELETE,
             &format!("{base}/documents/{document_id}"),
             Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    let clinic_admin = server.clinic_token(&clinic, "clinic-admin").await;
+    let (status, _) = server
+        .call(
+            Method::DELETE,
+            &format!("{base}/documents/{document_id}"),
+            Some(&clinic_admin),
             None,
         )
         .await;

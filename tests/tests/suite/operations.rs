@@ -27,7 +27,15 @@ async fn health_ready_metrics_and_request_ids() {
         .collect();
     assert_eq!(
         names,
-        ["database", "migrations", "vector_store", "model", "plugins"]
+        [
+            "database",
+            "identity_provider",
+            "migrations",
+            "vector_store",
+            "vector_index",
+            "model",
+            "plugins"
+        ]
     );
 
     let echoed = server

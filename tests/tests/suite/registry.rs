@@ -274,17 +274,21 @@ async fn registry_lifecycle(server: TestServer) -> (TestServer, String, String, 
 
     // With 1000 units of fuel the plugin fails; after two failures its breaker
     // opens and the next call is refused without running it.
-    for expected in [
+    // Each upload is a new document (identical bytes would be de-duplicated).
+    for (n, expected) in [
         "plugin_fuel_exhausted",
         "plugin_fuel_exhausted",
         "plugin_circuit_open",
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let job = upload_and_wait(
             &server,
             &clinician_a,
             &clinic_a,
             &patient_a,
-            "HbA1c: 6.1 %\n",
+            &format!("HbA1c: 6.{n} %\n"),
         )
         .await;
         assert_eq!(
