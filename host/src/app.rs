@@ -96,7 +96,7 @@ impl App {
         };
         Ok(Arc::new(App {
             oidc,
-            blobs: BlobStore::new(settings.blobs_dir()),
+            blobs: BlobStore::open(&settings.blob_url())?,
             metrics: crate::telemetry::metrics(),
             limits: crate::http::limits::RateLimits {
                 principal: crate::http::limits::Limiter::per_minute(settings.rate_limit_per_minute),

@@ -20,6 +20,10 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// Vector store location; default `<data>/vectors`.
     pub vector_uri: Option<String>,
+    /// Document blob store: a folder, or `s3://bucket[/prefix]` for
+    /// S3-compatible object storage (configured by the `AWS_*` variables);
+    /// default `<data>/blobs`.
+    pub blob_url: Option<String>,
     /// Model folder; default `<data>/models`.
     pub models_dir: Option<PathBuf>,
     /// Plugins installed at start; default `<data>/plugins`.
@@ -66,6 +70,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             vector_uri: None,
+            blob_url: None,
             models_dir: None,
             plugins_dir: None,
             max_upload_bytes: 25 * 1024 * 1024,
@@ -131,9 +136,12 @@ impl Settings {
             .unwrap_or_else(|| self.data_dir.join("plugins"))
     }
 
-    /// The content-addressed blob folder.
-    pub fn blobs_dir(&self) -> PathBuf {
-        self.data_dir.join("blobs")
+    /// The content-addressed blob store: a folder or an `s3://` URL.
+    pub fn blob_url(&self) -> String {
+        self.blob_url
+            .clone()
+            .filter(|url| !url.is_empty())
+            .unwrap_or_else(|| self.data_dir.join("blobs").display().to_string())
     }
 
     /// The limits of one plugin call.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 pub mod oidc;
+pub mod s3;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

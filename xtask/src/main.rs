@@ -46,7 +46,9 @@ fn main() -> ExitCode {
         Some("plugins") => plugins(&root),
         Some("build") => build(),
         Some("serve") => setup(&root).and_then(|()| serve(&root, &args[1..])),
-        Some("test") => setup(&root).and_then(|()| test(&root)),
+        Some("test") => setup(&root)
+            .and_then(|()| s3_server())
+            .and_then(|()| test(&root)),
         Some("plugin") => plugin_command(&root, &args[1..]),
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("plugins") => setup(&root).and_then(|()| bench_plugins(&root)),
@@ -123,6 +125,21 @@ fn oidc_provider(root: &Path) -> Result {
     run(Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
         .current_dir(&dir))
+}
+
+/// The S3-compatible server the blob tests run (moto's, from PyPI, pinned).
+fn s3_server() -> Result {
+    if succeeds(Command::new("python3").args(["-c", "import moto.server, flask_cors"])) {
+        return Ok(());
+    }
+    run(Command::new("python3").args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "moto[server]==5.2.1",
+    ]))
 }
 
 fn wasm_target() -> Result {
@@ -468,7 +485,40 @@ fn bench_memory(root: &Path, extra: &[String]) -> Result {
         .args(extra)
         .env("MEDMEMORY_MODELS_DIR", root.join("data/models"))
         .env("MEDMEMORY_PLUGINS_DIR", root.join("data/plugins"))
-        .env("MEDMEMORY_LOG", "warn"))
+        .env("MEDMEMORY_LOG", "warn"))?;
+    reference_embedder(root)
+}
+
+/// The same embedding figures from sentence-transformers (torch, CPU) with
+/// the same weights, for a side-by-side view; installed into a venv under
+/// `$HOME/.cache/medmemory`. Skipped with a note if it cannot be installed.
+fn reference_embedder(root: &Path) -> Result {
+    let cache = env::var_os("HOME")
+        .map_or_else(|| root.join(".cache"), |h| PathBuf::from(h).join(".cache"))
+        .join("medmemory");
+    let venv = cache.join("st-venv");
+    let python = venv.join("bin/python");
+    let ready = || succeeds(Command::new(&python).args(["-c", "import sentence_transformers"]));
+    if !ready() {
+        let installed = succeeds(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+            && succeeds(Command::new(&python).args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "sentence-transformers==6.3.0",
+            ]));
+        if !installed || !ready() {
+            eprintln!("xtask: sentence-transformers could not be installed; no reference figures");
+            return Ok(());
+        }
+    }
+    run(Command::new(&python)
+        .arg(root.join("xtask/bench/reference_embedder.py"))
+        .arg(cache.join("wheels").join(MODEL_WHEEL_FILE))
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TQDM_DISABLE", "1"))
 }
 
 /// `bench authz`: casbin enforce() cost and enforcer rebuild time with 10k

@@ -122,10 +122,6 @@ async fn authenticate_jwt(state: &AppState, token: &str) -> Result<Principal, Er
         .user_for(&identity.issuer, &identity.subject)
         .await?;
     if created {
-        let mut event =
-            crate::db::audit::AuditEvent::now(&user.subject_name(), "user", "create", "succeeded");
-        event.detail = Some(format!("{{\"user\":\"{}\"}}", user.id));
-        state.db.append_audit(&event).await?;
         tracing::info!(user = %user.id, "first sign-in of a user; no roles yet");
     }
     Ok(Principal {

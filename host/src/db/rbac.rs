@@ -334,28 +334,25 @@ impl Db {
                     return Err(PolicyChangeError::Escalation);
                 }
             }
-            // A clinic admin whose token is revoked no longer counts.
-            let mut admins = 0;
-            for (subject, role) in &after {
-                if role != "clinic-admin" {
-                    continue;
-                }
-                let live = match subject.strip_prefix("token:").and_then(|id| id.parse::<Uuid>().ok()) {
-                    Some(id) => sqlx::query_scalar::<_, Uuid>(
-                        "SELECT id FROM api_tokens WHERE id = $1 AND revoked_at IS NULL
-                         AND (expires_at IS NULL OR expires_at > $2)",
-                    )
-                    .bind(id)
-                    .bind(at)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some(),
-                    None => true,
-                };
-                if live {
-                    admins += 1;
-                }
-            }
+            // A clinic admin whose token is revoked or expired no longer counts.
+            let live_tokens: std::collections::HashSet<String> = sqlx::query_scalar::<_, Uuid>(
+                "SELECT id FROM api_tokens WHERE clinic_id = $1 AND revoked_at IS NULL
+                 AND (expires_at IS NULL OR expires_at > $2)",
+            )
+            .bind(clinic)
+            .bind(at)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(super::tokens::subject_of)
+            .collect();
+            let admins = after
+                .iter()
+                .filter(|(subject, role)| {
+                    role == "clinic-admin"
+                        && (!subject.starts_with("token:") || live_tokens.contains(subject))
+                })
+                .count();
             let had_admin = !admins_before.is_empty();
             if had_admin && admins == 0 {
                 return Err(PolicyChangeError::LastAdmin);

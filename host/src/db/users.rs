@@ -4,8 +4,9 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Db, new_id, now};
-use crate::on_pool;
+use super::audit::AuditEvent;
+use super::{Db, WritePool, new_id, now};
+use crate::{append_audit, on_pool};
 
 /// How stale `last_seen_at` may get before a request refreshes it, so a busy
 /// user does not cost a write per request.
@@ -33,20 +34,22 @@ impl User {
     }
 }
 
+const SELECT_BY_IDENTITY: &str = "SELECT id, issuer, subject, created_at, last_seen_at FROM users
+     WHERE issuer = $1 AND subject = $2";
+
 impl Db {
-    /// The user for `(issuer, subject)`, created on first sight; the flag says
-    /// whether it was created now.
+    /// The user for `(issuer, subject)`, created on first sight together with
+    /// its audit entry (one transaction, so no user exists unaudited); the
+    /// flag says whether it was created now.
     pub async fn user_for(&self, issuer: &str, subject: &str) -> sqlx::Result<(User, bool)> {
         let at = now();
+        let pg = matches!(self, Db::Postgres(_));
         on_pool!(self, pool => {
-            let found: Option<User> = sqlx::query_as(
-                "SELECT id, issuer, subject, created_at, last_seen_at FROM users
-                 WHERE issuer = $1 AND subject = $2",
-            )
-            .bind(issuer)
-            .bind(subject)
-            .fetch_optional(pool)
-            .await?;
+            let found: Option<User> = sqlx::query_as(SELECT_BY_IDENTITY)
+                .bind(issuer)
+                .bind(subject)
+                .fetch_optional(pool)
+                .await?;
             if let Some(user) = found {
                 if at - user.last_seen_at > TOUCH_EVERY {
                     sqlx::query("UPDATE users SET last_seen_at = $1 WHERE id = $2")
@@ -57,26 +60,33 @@ impl Db {
                 }
                 return Ok((user, false));
             }
+            let mut tx = pool.begin_write().await?;
+            let id = new_id();
             let inserted = sqlx::query(
                 "INSERT INTO users (id, issuer, subject, created_at, last_seen_at)
                  VALUES ($1, $2, $3, $4, $4) ON CONFLICT (issuer, subject) DO NOTHING",
             )
-            .bind(new_id())
+            .bind(id)
             .bind(issuer)
             .bind(subject)
             .bind(at)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected();
-            let user: User = sqlx::query_as(
-                "SELECT id, issuer, subject, created_at, last_seen_at FROM users
-                 WHERE issuer = $1 AND subject = $2",
-            )
-            .bind(issuer)
-            .bind(subject)
-            .fetch_one(pool)
-            .await?;
-            Ok((user, inserted == 1))
+            .rows_affected()
+                == 1;
+            if inserted {
+                let actor = format!("user:{id}");
+                let mut event = AuditEvent::now(&actor, "user", "create", "succeeded");
+                event.detail = Some(format!("{{\"user\":\"{id}\"}}"));
+                append_audit!(tx, &event, pg);
+            }
+            let user: User = sqlx::query_as(SELECT_BY_IDENTITY)
+                .bind(issuer)
+                .bind(subject)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok((user, inserted))
         })
     }
 

@@ -1,20 +1,36 @@
-//! Content-addressed blob storage on the local filesystem. A document's bytes
-//! live at `<blobs>/<clinic>/<patient>/<sha[0..2]>/<sha>`, written atomically
-//! (temporary file, then rename).
+//! Content-addressed blob storage, in a local folder (the default) or an
+//! S3-compatible bucket. A document's bytes live at
+//! `<root>/<clinic>/<patient>/<sha[0..2]>/<sha>`, written atomically (a
+//! temporary file then a rename locally; one PUT in a bucket).
 //!
 //! Addresses are scoped to the patient: the same bytes uploaded for two
 //! patients are two blobs, so de-duplication never links patients, and erasing
 //! a patient removes one folder.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use futures::{StreamExt as _, TryStreamExt as _};
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt as _};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-/// The local blob folder.
+/// Where blobs live: a local folder (the embedded default) or an
+/// S3-compatible bucket.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
-    root: PathBuf,
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Local(PathBuf),
+    Object {
+        store: Arc<dyn ObjectStore>,
+        prefix: ObjectPath,
+    },
 }
 
 fn is_sha256(s: &str) -> bool {
@@ -25,22 +41,83 @@ fn invalid() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a sha256")
 }
 
+fn io_error(e: object_store::Error) -> std::io::Error {
+    match e {
+        object_store::Error::NotFound { .. } => {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "blob not found")
+        }
+        other => std::io::Error::other(other),
+    }
+}
+
 impl BlobStore {
     /// A store rooted at `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> BlobStore {
-        BlobStore { root: root.into() }
+        BlobStore {
+            backend: Backend::Local(root.into()),
+        }
     }
 
-    fn patient_dir(&self, clinic: Uuid, patient: Uuid) -> PathBuf {
-        self.root
-            .join(clinic.simple().to_string())
+    /// A store at `url`: `s3://bucket[/prefix]` for S3-compatible object
+    /// storage, configured like LanceDB by the standard `AWS_*` variables
+    /// (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, ...); a plain path or
+    /// `file://` URL for a local folder.
+    pub fn open(url: &str) -> anyhow::Result<BlobStore> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            anyhow::ensure!(!bucket.is_empty(), "the blob URL {url:?} names no bucket");
+            // reqwest's rustls takes the process-wide crypto provider; ring is
+            // the one the rest of the tree already uses.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let store = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| anyhow::anyhow!("blob store {url:?}: {e}"))?;
+            return Ok(BlobStore {
+                backend: Backend::Object {
+                    store: Arc::new(store),
+                    prefix: ObjectPath::from(prefix.trim_matches('/')),
+                },
+            });
+        }
+        let path = url.strip_prefix("file://").unwrap_or(url);
+        anyhow::ensure!(
+            !url.contains("://") || url.starts_with("file://"),
+            "unsupported blob URL {url:?}: use a folder, file:// or s3://"
+        );
+        Ok(BlobStore::new(path))
+    }
+
+    fn key(prefix: &ObjectPath, parts: &[&str]) -> ObjectPath {
+        parts
+            .iter()
+            .fold(prefix.clone(), |key, part| key.clone().join(*part))
+    }
+
+    fn patient_dir(root: &Path, clinic: Uuid, patient: Uuid) -> PathBuf {
+        root.join(clinic.simple().to_string())
             .join(patient.simple().to_string())
     }
 
-    fn path(&self, clinic: Uuid, patient: Uuid, sha256: &str) -> PathBuf {
-        self.patient_dir(clinic, patient)
+    fn patient_key(prefix: &ObjectPath, clinic: Uuid, patient: Uuid) -> ObjectPath {
+        Self::key(
+            prefix,
+            &[&clinic.simple().to_string(), &patient.simple().to_string()],
+        )
+    }
+
+    fn path(root: &Path, clinic: Uuid, patient: Uuid, sha256: &str) -> PathBuf {
+        Self::patient_dir(root, clinic, patient)
             .join(&sha256[..2])
             .join(sha256)
+    }
+
+    fn object_key(prefix: &ObjectPath, clinic: Uuid, patient: Uuid, sha256: &str) -> ObjectPath {
+        Self::key(
+            &Self::patient_key(prefix, clinic, patient),
+            &[&sha256[..2], sha256],
+        )
     }
 
     /// The SHA-256 of `bytes`, hex.
@@ -51,15 +128,29 @@ impl BlobStore {
     /// Stores `bytes` for a patient; returns their SHA-256, hex.
     pub async fn put(&self, clinic: Uuid, patient: Uuid, bytes: &[u8]) -> std::io::Result<String> {
         let sha = Self::digest(bytes);
-        let path = self.path(clinic, patient, &sha);
-        if tokio::fs::try_exists(&path).await? {
-            return Ok(sha);
+        match &self.backend {
+            Backend::Local(root) => {
+                let path = Self::path(root, clinic, patient, &sha);
+                if tokio::fs::try_exists(&path).await? {
+                    return Ok(sha);
+                }
+                let dir = path.parent().unwrap_or(Path::new("."));
+                tokio::fs::create_dir_all(dir).await?;
+                let tmp = dir.join(format!(".{sha}.{}", Uuid::new_v4().simple()));
+                tokio::fs::write(&tmp, bytes).await?;
+                tokio::fs::rename(&tmp, &path).await?;
+            }
+            Backend::Object { store, prefix } => {
+                let key = Self::object_key(prefix, clinic, patient, &sha);
+                match store.head(&key).await {
+                    Ok(_) => return Ok(sha),
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(io_error(e)),
+                }
+                let payload = bytes::Bytes::copy_from_slice(bytes);
+                store.put(&key, payload.into()).await.map_err(io_error)?;
+            }
         }
-        let dir = path.parent().unwrap_or(Path::new("."));
-        tokio::fs::create_dir_all(dir).await?;
-        let tmp = dir.join(format!(".{sha}.{}", Uuid::new_v4().simple()));
-        tokio::fs::write(&tmp, bytes).await?;
-        tokio::fs::rename(&tmp, &path).await?;
         Ok(sha)
     }
 
@@ -68,12 +159,21 @@ impl BlobStore {
         if !is_sha256(sha256) {
             return Err(invalid());
         }
-        match tokio::fs::read(self.path(clinic, patient, sha256)).await {
-            // Blobs stored by the first releases sat in one shared folder.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tokio::fs::read(self.root.join(&sha256[..2]).join(sha256)).await
+        match &self.backend {
+            Backend::Local(root) => {
+                match tokio::fs::read(Self::path(root, clinic, patient, sha256)).await {
+                    // Blobs stored by the first releases sat in one shared folder.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        tokio::fs::read(root.join(&sha256[..2]).join(sha256)).await
+                    }
+                    other => other,
+                }
             }
-            other => other,
+            Backend::Object { store, prefix } => {
+                let key = Self::object_key(prefix, clinic, patient, sha256);
+                let found = store.get(&key).await.map_err(io_error)?;
+                Ok(found.bytes().await.map_err(io_error)?.to_vec())
+            }
         }
     }
 
@@ -82,7 +182,16 @@ impl BlobStore {
         if !is_sha256(sha256) {
             return Err(invalid());
         }
-        match tokio::fs::remove_file(self.path(clinic, patient, sha256)).await {
+        let result = match &self.backend {
+            Backend::Local(root) => {
+                tokio::fs::remove_file(Self::path(root, clinic, patient, sha256)).await
+            }
+            Backend::Object { store, prefix } => store
+                .delete(&Self::object_key(prefix, clinic, patient, sha256))
+                .await
+                .map_err(io_error),
+        };
+        match result {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
@@ -90,14 +199,27 @@ impl BlobStore {
 
     /// Removes every blob of a patient.
     pub async fn erase_patient(&self, clinic: Uuid, patient: Uuid) -> std::io::Result<()> {
-        match tokio::fs::remove_dir_all(self.patient_dir(clinic, patient)).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        match &self.backend {
+            Backend::Local(root) => {
+                match tokio::fs::remove_dir_all(Self::patient_dir(root, clinic, patient)).await {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => Ok(()),
+                }
+            }
+            Backend::Object { store, prefix } => {
+                let dir = Self::patient_key(prefix, clinic, patient);
+                let keys = store.list(Some(&dir)).map_ok(|meta| meta.location).boxed();
+                store
+                    .delete_stream(keys)
+                    .try_for_each(|_| async { Ok(()) })
+                    .await
+                    .map_err(io_error)
+            }
         }
     }
 
     /// The hashes of every blob stored for a patient, and leftover temporary
-    /// files from interrupted writes.
+    /// files from interrupted writes (only a local folder has those).
     pub async fn list_patient(
         &self,
         clinic: Uuid,
@@ -105,7 +227,20 @@ impl BlobStore {
     ) -> std::io::Result<(Vec<String>, Vec<PathBuf>)> {
         let mut blobs = Vec::new();
         let mut partial = Vec::new();
-        let dir = self.patient_dir(clinic, patient);
+        let root = match &self.backend {
+            Backend::Local(root) => root,
+            Backend::Object { store, prefix } => {
+                let dir = Self::patient_key(prefix, clinic, patient);
+                let mut listing = store.list(Some(&dir));
+                while let Some(meta) = listing.try_next().await.map_err(io_error)? {
+                    if let Some(name) = meta.location.filename().filter(|n| is_sha256(n)) {
+                        blobs.push(name.to_owned());
+                    }
+                }
+                return Ok((blobs, partial));
+            }
+        };
+        let dir = Self::patient_dir(root, clinic, patient);
         let mut prefixes = match tokio::fs::read_dir(&dir).await {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((blobs, partial)),
@@ -131,7 +266,32 @@ impl BlobStore {
     /// The clinic and patient folders present (for reconciliation).
     pub async fn patients(&self) -> std::io::Result<Vec<(Uuid, Uuid)>> {
         let mut out = Vec::new();
-        let mut clinics = match tokio::fs::read_dir(&self.root).await {
+        let root = match &self.backend {
+            Backend::Local(root) => root,
+            Backend::Object { store, prefix } => {
+                let prefix = Some(prefix).filter(|p| !p.as_ref().is_empty());
+                let clinics = store.list_with_delimiter(prefix).await.map_err(io_error)?;
+                for clinic in clinics.common_prefixes {
+                    let Some(clinic_id) = clinic.filename().and_then(|n| Uuid::try_parse(n).ok())
+                    else {
+                        continue;
+                    };
+                    let patients = store
+                        .list_with_delimiter(Some(&clinic))
+                        .await
+                        .map_err(io_error)?;
+                    for patient in patients.common_prefixes {
+                        if let Some(patient_id) =
+                            patient.filename().and_then(|n| Uuid::try_parse(n).ok())
+                        {
+                            out.push((clinic_id, patient_id));
+                        }
+                    }
+                }
+                return Ok(out);
+            }
+        };
+        let mut clinics = match tokio::fs::read_dir(root).await {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
             Err(e) => return Err(e),

@@ -9,12 +9,14 @@
 //! - `crash`: ingestion under SIGKILL, twenty times, on SQLite and PostgreSQL;
 //! - `audit`: the hash-chained trail, its filters, and tamper detection;
 //! - `auth`: OIDC against a certified provider, and forged tokens;
-//! - `access`: every route's 401/403, tenant isolation, policy edits.
+//! - `access`: every route's 401/403, tenant isolation, policy edits;
+//! - `blobs`: document blobs in an S3-compatible bucket.
 
 mod access;
 mod audit;
 mod auth;
 mod bad_input;
+mod blobs;
 mod crash;
 mod memory;
 mod model;
