@@ -466,6 +466,17 @@ impl TestServer {
         body["document"]["id"].as_str().unwrap().to_owned()
     }
 
+    /// Erases a patient (`POST .../erase`); returns status and body.
+    pub async fn erase(&self, token: &str, clinic: &str, patient: &str) -> (u16, Value) {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/clinics/{clinic}/patients/{patient}/erase"),
+            Some(token),
+            None,
+        )
+        .await
+    }
+
     /// Searches a patient's memory; returns the hits.
     pub async fn search(
         &self,

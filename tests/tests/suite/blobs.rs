@@ -2,7 +2,6 @@
 //! instead of the local folder: upload, download, de-duplication within the
 //! patient, the start-up sweep of orphan objects, and erasure.
 
-use reqwest::Method;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -95,14 +94,7 @@ async fn blobs_live_in_an_s3_bucket() {
     );
 
     // Erasure removes every object of the patient and nothing else.
-    let (status, body) = server
-        .call(
-            Method::POST,
-            &format!("/clinics/{clinic}/patients/{patient}/erase"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, body) = server.erase(&token, &clinic, &patient).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(s3.keys(&patient_prefix).await, Vec::<String>::new());
     assert_eq!(

@@ -453,14 +453,7 @@ async fn erasure_reaches_every_version_of_the_index() {
             > 0
     );
 
-    let (status, body) = server
-        .call(
-            Method::POST,
-            &format!("/clinics/{clinic}/patients/{patient}/erase"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, body) = server.erase(&token, &clinic, &patient).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["documents"], 4);
     assert_eq!(body["records"], 6);
@@ -473,14 +466,7 @@ async fn erasure_reaches_every_version_of_the_index() {
     )
     .await;
     assert_eq!(status, 404);
-    let (status, _) = server
-        .call(
-            Method::POST,
-            &format!("/clinics/{clinic}/patients/{patient}/erase"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, _) = server.erase(&token, &clinic, &patient).await;
     assert_eq!(status, 404, "erasing twice finds nothing");
 
     // Every version that held the patient is gone or holds nothing of them.
