@@ -481,7 +481,7 @@ impl VectorStore {
             .nearest_to(query)?
             .distance_type(DistanceType::Cosine)
             .only_if(scope_filter(patient, scope))
-            .select(Select::columns(&["chunk_id"]))
+            .select(Select::columns(&["chunk_id", "_distance"]))
             .limit(limit)
             .execute()
             .await?
@@ -513,7 +513,7 @@ impl VectorStore {
             .query()
             .full_text_search(query)
             .only_if(scope_filter(patient, scope))
-            .select(Select::columns(&["chunk_id"]))
+            .select(Select::columns(&["chunk_id", "_score"]))
             .limit(limit)
             .execute()
             .await?
