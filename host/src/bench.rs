@@ -360,7 +360,7 @@ pub async fn authz(scratch: &Path, assignments: usize) -> anyhow::Result<()> {
             let row = &rows[(rng.next() % rows.len() as u64) as usize];
             let clinic: Uuid = row.domain.parse()?;
             // Half the checks in the subject's own clinic, half in another.
-            let domain = if rng.next() % 2 == 0 {
+            let domain = if rng.next().is_multiple_of(2) {
                 crate::authz::Domain::Clinic(clinic)
             } else {
                 crate::authz::Domain::Clinic(clinics[(rng.next() % 100) as usize])

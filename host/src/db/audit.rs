@@ -21,7 +21,7 @@ use super::{Db, WritePool};
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The PostgreSQL advisory lock key that serialises appends.
-pub const PG_LOCK: i64 = 0x6d6d_6175_6469_74;
+pub const PG_LOCK: i64 = 0x006d_6d61_7564_6974;
 
 /// Something to record.
 #[derive(Debug, Clone, PartialEq)]

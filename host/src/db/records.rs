@@ -233,19 +233,18 @@ const COLUMNS: &str = "id, patient_id, document_id, kind, display, codes, status
 impl From<RecordRow> for Record {
     fn from(row: RecordRow) -> Record {
         let value = (row.value_num.is_some() || row.value_text.is_some() || row.unit.is_some())
-            .then(|| Value {
+            .then_some(Value {
                 value: row.value_num,
                 text: row.value_text,
                 unit: row.unit,
             });
-        let reference_range = (row.range_low.is_some()
-            || row.range_high.is_some()
-            || row.range_text.is_some())
-        .then(|| Range {
-            low: row.range_low,
-            high: row.range_high,
-            text: row.range_text,
-        });
+        let reference_range =
+            (row.range_low.is_some() || row.range_high.is_some() || row.range_text.is_some())
+                .then_some(Range {
+                    low: row.range_low,
+                    high: row.range_high,
+                    text: row.range_text,
+                });
         Record {
             id: row.id,
             patient_id: row.patient_id,

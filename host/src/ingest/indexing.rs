@@ -13,6 +13,9 @@ use crate::db::embeddings::text_key;
 use crate::memory::VectorRow;
 use crate::ml::{Embedder, MODEL_ID};
 
+/// A chunk text and its embedding, remembered for reuse.
+type TextVector = (String, Vec<f32>);
+
 /// Texts per model call: large enough to amortise, small enough that other
 /// work on the blocking pool is never held up for long.
 pub const BATCH: usize = 16;
@@ -88,7 +91,7 @@ pub async fn vector_rows(
                 "the model returned too few vectors".into(),
             ));
         }
-        let mut remember: HashMap<(Uuid, Uuid), Vec<(String, Vec<f32>)>> = HashMap::new();
+        let mut remember: HashMap<(Uuid, Uuid), Vec<TextVector>> = HashMap::new();
         for (&i, vector) in batch.iter().zip(vectors) {
             remember
                 .entry((chunks[i].clinic_id, chunks[i].patient_id))

@@ -474,7 +474,7 @@ impl Plugins {
         let media_type = media_type.to_owned();
         let digest = sha256_hex(&content);
         self.call(plugin, who, "parse", digest, move |p| {
-            host.parse(&p, &ctx, &media_type, &content)
+            host.parse(p, &ctx, &media_type, &content)
         })
         .await
     }
@@ -490,7 +490,7 @@ impl Plugins {
         let host = self.registry.host().clone();
         let digest = sha256_hex(&serde_json::to_vec(&request).unwrap_or_default());
         self.call(plugin, who, "evaluate", digest, move |p| {
-            host.evaluate(&p, &ctx, &request)
+            host.evaluate(p, &ctx, &request)
         })
         .await
     }
@@ -507,7 +507,7 @@ impl Plugins {
         let host = self.registry.host().clone();
         let digest = sha256_hex(&serde_json::to_vec(&query).unwrap_or_default());
         self.call(plugin, who, "retrieve", digest, move |p| {
-            host.retrieve(&p, &ctx, &query, search)
+            host.retrieve(p, &ctx, &query, search)
         })
         .await
     }
