@@ -3,7 +3,8 @@
 //! Six post-norm transformer layers (hidden 384, 12 heads, feed-forward 1536,
 //! exact GELU), then mean pooling over real tokens and L2 normalisation.
 
-use burn::tensor::{Device, Int, Tensor, TensorData, activation};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Int, Tensor, TensorData, activation, module};
 use safetensors::{Dtype, SafeTensors};
 
 use super::{DIM, ModelError};
@@ -16,27 +17,31 @@ const LAYER_NORM_EPS: f64 = 1e-12;
 /// A dense layer, weights stored as `[in, out]`.
 struct Linear {
     weight: Tensor<2>,
-    bias: Tensor<2>,
+    bias: Tensor<1>,
 }
 
 impl Linear {
+    /// `x · W + b`, one fused backend call.
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        x.matmul(self.weight.clone()) + self.bias.clone()
+        module::linear(x, self.weight.clone(), Some(self.bias.clone()))
     }
 }
 
 /// Layer normalisation over the last dimension.
 struct LayerNorm {
-    gamma: Tensor<2>,
-    beta: Tensor<2>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
 }
 
 impl LayerNorm {
+    /// One fused backend call (burn-flex has a SIMD kernel for it).
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let mean = x.clone().mean_dim(1);
-        let centered = x - mean;
-        let var = centered.clone().square().mean_dim(1);
-        centered / var.add_scalar(LAYER_NORM_EPS).sqrt() * self.gamma.clone() + self.beta.clone()
+        module::layer_norm(
+            x,
+            self.gamma.clone(),
+            Some(self.beta.clone()),
+            LAYER_NORM_EPS,
+        )
     }
 }
 
@@ -101,17 +106,14 @@ impl Weights<'_> {
         let bias: Tensor<1> = self.tensor(&format!("{prefix}.bias"), [outputs])?;
         Ok(Linear {
             weight: weight.transpose(),
-            bias: bias.unsqueeze(),
+            bias,
         })
     }
 
     fn layer_norm(&self, prefix: &str) -> Result<LayerNorm, ModelError> {
         let gamma: Tensor<1> = self.tensor(&format!("{prefix}.weight"), [DIM])?;
         let beta: Tensor<1> = self.tensor(&format!("{prefix}.bias"), [DIM])?;
-        Ok(LayerNorm {
-            gamma: gamma.unsqueeze(),
-            beta: beta.unsqueeze(),
-        })
+        Ok(LayerNorm { gamma, beta })
     }
 }
 
@@ -211,14 +213,18 @@ impl Layer {
         let q = heads(self.query.forward(x.clone()));
         let k = heads(self.key.forward(x.clone()));
         let v = heads(self.value.forward(x.clone()));
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (HEAD_DIM as f64).sqrt())
-            + key_bias;
-        let context = activation::softmax(scores, 3)
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([rows * len, DIM]);
+        // Fused scaled dot-product attention (scale 1/sqrt(head_dim)); the
+        // key bias broadcasts over heads and query positions.
+        let context = module::attention(
+            q,
+            k,
+            v,
+            None,
+            Some(key_bias),
+            AttentionModuleOptions::default(),
+        )
+        .swap_dims(1, 2)
+        .reshape([rows * len, DIM]);
         let attended = self
             .attention_norm
             .forward(self.attention_out.forward(context) + x);
