@@ -65,16 +65,14 @@ impl Rng {
     }
 }
 
-const SENTENCES: [&str; 8] = [
-    "Patient reports mild headache since Tuesday.",
-    "HbA1c 7.2 % in March, down from 8.1 %.",
-    "Allergic to penicillin: hives in 2010.",
-    "Blood pressure 132/84, pulse 72, afebrile.",
-    "Metformin 500 mg twice daily, well tolerated.",
-    "Retinal screening due this spring.",
-    "No chest pain, no shortness of breath.",
-    "Follow-up in six weeks with fasting lipids.",
-];
+/// Short clinical sentences, shared with the sentence-transformers side of
+/// `cargo xtask bench memory` so that both embed the same texts.
+static SENTENCES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    include_str!("../../xtask/bench/sentences.txt")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect()
+});
 
 /// Runs the whole benchmark and prints a report on stdout.
 pub async fn memory(settings: &Settings, options: &Options) -> anyhow::Result<()> {
@@ -137,8 +135,8 @@ fn mixed_document(samples: &Path, i: usize) -> anyhow::Result<Vec<u8>> {
     Ok(match i % 3 {
         0 => format!(
             "Visit note {i}.\n\nHistory:\n{}\n\nPlan:\n{}\n",
-            SENTENCES[i % 8],
-            SENTENCES[(i + 3) % 8]
+            SENTENCES[i % SENTENCES.len()],
+            SENTENCES[(i + 3) % SENTENCES.len()]
         )
         .into_bytes(),
         1 => std::fs::read_to_string(samples.join("hl7/oru_r01.hl7"))?
@@ -223,7 +221,7 @@ fn random_vector(rng: &mut Rng) -> Vec<f32> {
 
 fn random_text(rng: &mut Rng) -> String {
     let mut words: Vec<String> = (0..12).map(|_| format!("w{}", rng.next() % 5000)).collect();
-    words.push(SENTENCES[(rng.next() % 8) as usize].to_owned());
+    words.push(SENTENCES[(rng.next() % SENTENCES.len() as u64) as usize].to_owned());
     words.join(" ")
 }
 
@@ -271,7 +269,7 @@ async fn search(embedder: &Arc<Embedder>, scratch: &Path, size: usize) -> anyhow
     );
     let scope = Scope::default();
     let queries: Vec<String> = (0..50)
-        .map(|i| format!("{} w{}", SENTENCES[i % 8], rng.next() % 5000))
+        .map(|i| format!("{} w{}", SENTENCES[i % SENTENCES.len()], rng.next() % 5000))
         .collect();
     let (mut vector, mut keyword, mut hybrid, mut embed) = (vec![], vec![], vec![], vec![]);
     for query in &queries {

@@ -15,16 +15,9 @@ import zipfile
 import torch
 from sentence_transformers import SentenceTransformer
 
-SENTENCES = [
-    "Patient reports mild headache since Tuesday.",
-    "HbA1c 7.2 % in March, down from 8.1 %.",
-    "Allergic to penicillin: hives in 2010.",
-    "Blood pressure 132/84, pulse 72, afebrile.",
-    "Metformin 500 mg twice daily, well tolerated.",
-    "Retinal screening due this spring.",
-    "No chest pain, no shortness of breath.",
-    "Follow-up in six weeks with fasting lipids.",
-]
+# The same sentences as the Rust side (host/src/bench.rs reads this file too).
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "sentences.txt")) as f:
+    SENTENCES = [line.strip() for line in f if line.strip()]
 
 
 def main() -> None:
