@@ -81,18 +81,17 @@ impl BlobStore {
                 },
             });
         }
-        let path = url.strip_prefix("file://").unwrap_or(url);
         anyhow::ensure!(
             !url.contains("://") || url.starts_with("file://"),
             "unsupported blob URL {url:?}: use a folder, file:// or s3://"
         );
-        Ok(BlobStore::new(path))
+        Ok(BlobStore::new(url.strip_prefix("file://").unwrap_or(url)))
     }
 
     fn key(prefix: &ObjectPath, parts: &[&str]) -> ObjectPath {
         parts
             .iter()
-            .fold(prefix.clone(), |key, part| key.clone().join(*part))
+            .fold(prefix.clone(), |key, part| key.join(*part))
     }
 
     fn patient_dir(root: &Path, clinic: Uuid, patient: Uuid) -> PathBuf {
@@ -308,5 +307,48 @@ impl BlobStore {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_urls_name_a_folder_or_a_bucket() {
+        assert!(matches!(
+            BlobStore::open("/srv/blobs").unwrap().backend,
+            Backend::Local(ref p) if p == Path::new("/srv/blobs")
+        ));
+        assert!(matches!(
+            BlobStore::open("file:///srv/blobs").unwrap().backend,
+            Backend::Local(ref p) if p == Path::new("/srv/blobs")
+        ));
+        let Backend::Object { prefix, .. } = BlobStore::open("s3://bucket/a/b/").unwrap().backend
+        else {
+            panic!("an s3:// URL is a bucket");
+        };
+        assert_eq!(prefix.as_ref(), "a/b");
+        assert!(BlobStore::open("s3://").is_err(), "no bucket");
+        assert!(
+            BlobStore::open("gs://bucket").is_err(),
+            "unsupported scheme"
+        );
+    }
+
+    #[test]
+    fn object_keys_are_scoped_to_the_patient() {
+        let (clinic, patient) = (Uuid::now_v7(), Uuid::now_v7());
+        let sha = "ab".repeat(32);
+        let key = BlobStore::object_key(&ObjectPath::from("p"), clinic, patient, &sha);
+        assert_eq!(
+            key.as_ref(),
+            format!("p/{}/{}/ab/{sha}", clinic.simple(), patient.simple())
+        );
+        let bare = BlobStore::object_key(&ObjectPath::from(""), clinic, patient, &sha);
+        assert_eq!(
+            bare.as_ref(),
+            format!("{}/{}/ab/{sha}", clinic.simple(), patient.simple())
+        );
     }
 }
