@@ -1,6 +1,9 @@
 //! Settings: `medmemory.toml` (optional), overridden by `MEDMEMORY_*` environment
 //! variables, with embedded defaults that run everything under `./data`.
 //! Parsed once at start into typed values; a bad setting stops the process.
+//!
+//! Foundation: uses nothing of MedMemory's own; each module turns the settings
+//! it needs into its own types (`plugins::Limits::from_settings`, ...).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -144,50 +147,9 @@ impl Settings {
             .unwrap_or_else(|| self.data_dir.join("blobs").display().to_string())
     }
 
-    /// The limits of one plugin call.
-    pub fn plugin_limits(&self) -> crate::plugins::Limits {
-        crate::plugins::Limits {
-            fuel: self.plugin_fuel,
-            memory_bytes: self.plugin_memory_bytes,
-            deadline_ms: self.plugin_deadline_ms,
-            max_input_bytes: self.max_upload_bytes,
-            max_output_bytes: self.plugin_max_output_bytes,
-        }
-    }
-
-    /// When a plugin's circuit breaker opens and for how long.
-    pub fn plugin_breaker(&self) -> crate::plugins::BreakerPolicy {
-        crate::plugins::BreakerPolicy {
-            threshold: self.plugin_breaker_threshold.max(1),
-            cool_down: std::time::Duration::from_millis(self.plugin_breaker_cooldown_ms),
-        }
-    }
-
     /// Where installed components are kept, by SHA-256.
     pub fn plugin_store_dir(&self) -> PathBuf {
         self.data_dir.join("plugin-store")
-    }
-
-    /// How access tokens are checked, when an issuer is configured. An issuer
-    /// without an audience is a configuration error.
-    pub fn oidc(&self) -> Result<Option<crate::auth::oidc::OidcSettings>, String> {
-        let Some(issuer) = self.oidc_issuer.clone().filter(|s| !s.is_empty()) else {
-            return Ok(None);
-        };
-        let audience = self
-            .oidc_audience
-            .clone()
-            .filter(|s| !s.is_empty())
-            .ok_or("MEDMEMORY_OIDC_AUDIENCE is required with MEDMEMORY_OIDC_ISSUER")?;
-        let token_type = Some(self.oidc_token_type.trim().to_owned()).filter(|t| !t.is_empty());
-        Ok(Some(crate::auth::oidc::OidcSettings {
-            issuer,
-            audience,
-            token_type,
-            leeway: std::time::Duration::from_secs(self.oidc_leeway_secs),
-            refresh: std::time::Duration::from_secs(self.oidc_jwks_refresh_secs.max(1)),
-            refetch_min: std::time::Duration::from_millis(self.oidc_jwks_refetch_min_ms),
-        }))
     }
 
     /// The host-owned cache of compiled plugins.

@@ -5,6 +5,8 @@
 //! Required elements are always present (statuses fall back to `unknown`
 //! where the value set has it), codes keep their systems, and times are
 //! written as FHIR dateTime (or instant, where R4 demands one).
+//!
+//! Domain: uses `db` (patients and records); `http` serves the result.
 
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};

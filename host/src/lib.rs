@@ -1,19 +1,31 @@
 //! MedMemory: a searchable, explainable memory of each patient for clinics.
 //!
-//! Data flows one way: [`http`] -> ([`auth`], [`authz`]) -> domain modules
-//! ([`ingest`]) -> stores ([`db`], [`memory`]) and engines ([`plugins`],
-//! [`ml`]). Stores and engines never call back up into `http`.
+//! Data flows one way, and `tests/suite/architecture.rs` checks it:
+//!
+//! | layer | modules | may use |
+//! |---|---|---|
+//! | composition | [`app`], [`cli`] | everything |
+//! | interface | [`http`], beside it [`auth`] and [`authz`] | the layers below |
+//! | domain | [`ingest`], [`memory`], [`fhir`] | stores, engines, foundation |
+//! | stores and engines | [`db`], [`blobs`], [`plugins`], [`ml`] | foundation |
+//! | foundation | [`config`], [`telemetry`] | nothing of ours |
+//!
+//! Within a layer, modules may use each other as long as no cycle forms.
 
 pub mod app;
 pub mod auth;
 pub mod authz;
-pub mod bench;
+pub mod blobs;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod fhir;
 pub mod http;
 pub mod ingest;
 pub mod memory;
-pub mod ml;
 pub mod plugins;
 pub mod telemetry;
+
+/// The models: a crate of their own, built optimised (see the workspace
+/// manifest), re-exported here as the `ml` engine.
+pub use medmemory_ml as ml;

@@ -2,15 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use medmemory::app::{App, AppState};
+use medmemory::app::App;
 use medmemory::config::Settings;
 use medmemory::db::Db;
 use medmemory::db::audit::AuditEvent;
-use medmemory::plugins::{LimitOverrides, PluginHost, Plugins, Registry};
+use medmemory::plugins::{LimitOverrides, Plugins};
 
 #[derive(Parser)]
 #[command(
@@ -41,34 +40,6 @@ enum Command {
         /// Only this clinic.
         #[arg(long)]
         clinic: Option<uuid::Uuid>,
-    },
-    /// Measure embedding, ingestion and search on this machine (used by
-    /// `cargo xtask bench memory`); works in a scratch folder.
-    #[command(hide = true)]
-    BenchMemory {
-        /// Documents to ingest; 0 skips the ingest run.
-        #[arg(long, default_value_t = 1000)]
-        documents: usize,
-        /// Synthetic table sizes for the search run, comma-separated.
-        #[arg(long, value_delimiter = ',', default_values_t = [100_000usize, 1_000_000])]
-        table_sizes: Vec<usize>,
-        /// The folder with the HL7 and FHIR samples (`tests/samples`).
-        #[arg(long)]
-        samples: PathBuf,
-        /// A scratch folder, removed after.
-        #[arg(long)]
-        scratch: PathBuf,
-    },
-    /// Measure casbin enforce() and enforcer rebuilds (used by `cargo xtask
-    /// bench authz`); works in a scratch folder.
-    #[command(hide = true)]
-    BenchAuthz {
-        /// Role assignments to load.
-        #[arg(long, default_value_t = 10_000)]
-        assignments: usize,
-        /// A scratch folder, removed after.
-        #[arg(long)]
-        scratch: PathBuf,
     },
 }
 
@@ -182,28 +153,7 @@ fn main() -> ExitCode {
             }
             Command::Plugin(PluginCommand::List) => list_plugins(settings).await,
             Command::Reindex { clinic } => reindex(settings, clinic).await,
-            Command::BenchMemory {
-                documents,
-                table_sizes,
-                samples,
-                scratch,
-            } => {
-                medmemory::bench::memory(
-                    &settings,
-                    &medmemory::bench::Options {
-                        documents,
-                        table_sizes,
-                        samples,
-                        scratch,
-                    },
-                )
-                .await
-            }
-            Command::BenchAuthz {
-                assignments,
-                scratch,
-            } => medmemory::bench::authz(&scratch, assignments).await,
-            Command::Plugin(PluginCommand::Run(args)) => medmemory::plugins::run::run(
+            Command::Plugin(PluginCommand::Run(args)) => medmemory::cli::plugin_run::run(
                 &settings,
                 &args.file,
                 &args.input,
@@ -231,7 +181,7 @@ fn main() -> ExitCode {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let bind = settings.bind;
     let app = App::build(settings).await?;
-    app.prepare().await?;
+    app.ingest.prepare().await?;
     if let Some(secret) = app.bootstrap().await? {
         eprintln!("MedMemory bootstrap platform-admin token (shown once; store it now):");
         println!("{secret}");
@@ -241,8 +191,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
-    tracing::info!(addr = %addr, backend = app.db.backend(), "listening");
-    let router = medmemory::http::router(AppState(app));
+    tracing::info!(addr = %addr, backend = app.db().backend(), "listening");
+    let router = medmemory::http::router(app.http_state());
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -274,15 +224,18 @@ async fn shutdown() {
 
 async fn reindex(settings: Settings, clinic: Option<uuid::Uuid>) -> anyhow::Result<()> {
     let app = App::build(settings).await?;
-    app.load_model().await;
-    if let Some(e) = app.model_error() {
-        anyhow::bail!("the embedding model is unavailable: {e}");
+    if !app.load_models().await {
+        let why = app.engines.models.error().unwrap_or_default();
+        anyhow::bail!("the embedding model is unavailable: {why}");
     }
     if let Some(clinic) = clinic {
-        anyhow::ensure!(app.db.clinic(clinic).await?.is_some(), "no clinic {clinic}");
+        anyhow::ensure!(
+            app.db().clinic(clinic).await?.is_some(),
+            "no clinic {clinic}"
+        );
     }
     let started = std::time::Instant::now();
-    let (chunks, cached) = medmemory::ingest::maintenance::reindex(&app, clinic).await?;
+    let (chunks, cached) = medmemory::ingest::maintenance::reindex(&app.ingest, clinic).await?;
     eprintln!(
         "reindexed {chunks} chunks ({cached} from the cache) in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -377,14 +330,7 @@ async fn offline_plugins(settings: &Settings) -> anyhow::Result<Plugins> {
     std::fs::create_dir_all(&settings.data_dir)?;
     let db = Db::connect(&settings.database_url()).await?;
     db.migrate().await?;
-    let host = PluginHost::new(settings.plugin_limits()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let registry = Arc::new(Registry::new(Arc::new(host), settings.plugin_cache_dir()));
-    Ok(Plugins::new(
-        registry,
-        db,
-        settings.plugin_store_dir(),
-        settings.plugin_breaker(),
-    ))
+    medmemory::app::plugins(settings, db)
 }
 
 async fn install_plugin(settings: Settings, file: PathBuf) -> anyhow::Result<()> {

@@ -3,6 +3,8 @@
 //! Logs are JSON lines with the request id and never carry bodies, query strings
 //! or any other patient data; handlers log ids and codes only. Metrics are
 //! Prometheus text, rendered on `/metrics`.
+//!
+//! Foundation: uses nothing of MedMemory's own.
 
 use std::sync::OnceLock;
 

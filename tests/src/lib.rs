@@ -20,9 +20,9 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `shared/fixtures`, beside the repository.
+/// `tests/fixtures`: reference data the suite compares against (see its README).
 pub fn fixtures_dir() -> PathBuf {
-    repo_root().join("../shared/fixtures")
+    repo_root().join("tests/fixtures")
 }
 
 /// Where `cargo xtask models` put the model.
@@ -300,6 +300,11 @@ impl TestServer {
     /// An absolute URL for `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// An API URL for `path` under `/api/v1`.

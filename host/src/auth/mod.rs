@@ -1,19 +1,21 @@
-//! Who is calling. Every non-public route takes a [`Principal`], which can only
-//! be built from a valid credential: a service API token (`mm_...`) or, when an
-//! issuer is configured, an OIDC access token (a JWT). Credentials travel only
-//! in the `Authorization` header: a token in the query string is refused, since
-//! URLs end up in logs and browser histories.
+//! Who is calling. A [`Principal`] can only be built from a valid credential:
+//! a service API token (`mm_...`) or, when an issuer is configured, an OIDC
+//! access token (a JWT).
+//!
+//! Owns: credential checks (token hashes, JWT verification against the
+//! provider's keys, the first sign-in of a user). Uses: `db` (tokens, users)
+//! and `config`. Beside `http`, which reads the `Authorization` header and maps
+//! [`AuthError`] to a problem document; nothing here knows about HTTP.
 
 pub mod oidc;
 pub mod tokens;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use std::sync::Arc;
+
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::http::error::Error;
+use crate::db::Db;
+use crate::db::subject::Subject;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,103 +45,87 @@ pub enum Credential {
     },
 }
 
-/// The bearer value of the `Authorization` header, if well formed.
-fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
-    let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
-        Error::unauthenticated("missing_credentials", "send Authorization: Bearer <token>")
-    })?;
-    let value = value.to_str().map_err(|_| {
-        Error::unauthenticated(
-            "invalid_credentials",
-            "the Authorization header is not text",
-        )
-    })?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
-        Error::unauthenticated("invalid_credentials", "expected the Bearer scheme")
-    })?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(Error::unauthenticated(
-            "invalid_credentials",
-            "expected the Bearer scheme",
-        ));
-    }
-    Ok(token.trim())
+/// Why a credential was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The credential is missing, malformed, unknown, expired or revoked.
+    #[error("{code}: {detail}")]
+    Refused {
+        /// A stable code, e.g. `invalid_token`.
+        code: &'static str,
+        /// What was wrong, naming no claim values.
+        detail: String,
+    },
+    /// A store failed while checking it.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
 }
 
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = Error;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        if token_in_query(parts.uri.query()) {
-            return Err(Error::unauthenticated(
-                "token_in_query",
-                "send credentials in the Authorization header, never in the URL",
-            ));
+impl AuthError {
+    /// A refused credential.
+    pub fn refused(code: &'static str, detail: impl Into<String>) -> AuthError {
+        AuthError::Refused {
+            code,
+            detail: detail.into(),
         }
-        let secret = bearer(&parts.headers)?;
-        let mut principal = if tokens::looks_like_api_token(secret) {
-            tokens::authenticate(&state.db, secret).await?
+    }
+}
+
+impl From<sqlx::Error> for AuthError {
+    fn from(e: sqlx::Error) -> Self {
+        AuthError::Internal(e.into())
+    }
+}
+
+/// Checks bearer credentials.
+pub struct Authenticator {
+    db: Db,
+    oidc: Option<Arc<oidc::Oidc>>,
+}
+
+impl Authenticator {
+    /// Checks API tokens against `db`, and JWTs with `oidc` when configured.
+    pub fn new(db: Db, oidc: Option<Arc<oidc::Oidc>>) -> Authenticator {
+        Authenticator { db, oidc }
+    }
+
+    /// The OIDC verifier, when an issuer is configured.
+    pub fn oidc(&self) -> Option<&Arc<oidc::Oidc>> {
+        self.oidc.as_ref()
+    }
+
+    /// The principal a bearer value proves, or why it proves none.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
+        if tokens::looks_like_api_token(bearer) {
+            tokens::authenticate(&self.db, bearer).await
         } else {
-            authenticate_jwt(state, secret).await?
+            self.authenticate_jwt(bearer).await
+        }
+    }
+
+    /// Verifies an OIDC access token and maps `(iss, sub)` to a user.
+    async fn authenticate_jwt(&self, token: &str) -> Result<Principal, AuthError> {
+        let Some(oidc) = self.oidc.as_ref() else {
+            return Err(AuthError::refused(
+                "invalid_token",
+                "the bearer token is not recognised",
+            ));
         };
-        principal.request_id = parts
-            .extensions
-            .get::<tower_http::request_id::RequestId>()
-            .and_then(|id| id.header_value().to_str().ok())
-            .map(str::to_owned);
-        Ok(principal)
-    }
-}
-
-/// Whether the query string carries a credential (`access_token=`, RFC 6750 §2.3).
-fn token_in_query(query: Option<&str>) -> bool {
-    query.is_some_and(|q| {
-        q.split('&').any(|pair| {
-            pair.split('=')
-                .next()
-                .is_some_and(|k| k.eq_ignore_ascii_case("access_token"))
+        let identity = oidc.verify(token).await.map_err(|e| {
+            metrics::counter!("auth_rejections_total", "reason" => e.code()).increment(1);
+            AuthError::refused("invalid_token", e.to_string())
+        })?;
+        let (user, created) = self
+            .db
+            .user_for(&identity.issuer, &identity.subject)
+            .await?;
+        if created {
+            tracing::info!(user = %user.id, "first sign-in of a user; no roles yet");
+        }
+        Ok(Principal {
+            subject: Subject::User(user.id).to_string(),
+            credential: Credential::User { id: user.id },
+            request_id: None,
         })
-    })
-}
-
-/// Verifies an OIDC access token and maps `(iss, sub)` to a user.
-async fn authenticate_jwt(state: &AppState, token: &str) -> Result<Principal, Error> {
-    let Some(oidc) = state.oidc.as_ref() else {
-        return Err(Error::unauthenticated(
-            "invalid_token",
-            "the bearer token is not recognised",
-        ));
-    };
-    let identity = oidc.verify(token).await.map_err(|e| {
-        metrics::counter!("auth_rejections_total", "reason" => e.code()).increment(1);
-        Error::unauthenticated("invalid_token", e.to_string())
-    })?;
-    let (user, created) = state
-        .db
-        .user_for(&identity.issuer, &identity.subject)
-        .await?;
-    if created {
-        tracing::info!(user = %user.id, "first sign-in of a user; no roles yet");
-    }
-    Ok(Principal {
-        subject: user.subject_name(),
-        credential: Credential::User { id: user.id },
-        request_id: None,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::token_in_query;
-
-    #[test]
-    fn tokens_in_the_query_string_are_spotted() {
-        assert!(token_in_query(Some("access_token=abc")));
-        assert!(token_in_query(Some("limit=5&ACCESS_TOKEN=abc")));
-        assert!(!token_in_query(Some("limit=5")));
-        assert!(!token_in_query(None));
     }
 }

@@ -45,6 +45,32 @@ pub struct OidcSettings {
     pub refetch_min: Duration,
 }
 
+impl OidcSettings {
+    /// How access tokens are checked, when an issuer is configured. An issuer
+    /// without an audience is a configuration error.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+    ) -> Result<Option<OidcSettings>, String> {
+        let Some(issuer) = settings.oidc_issuer.clone().filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let audience = settings
+            .oidc_audience
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or("MEDMEMORY_OIDC_AUDIENCE is required with MEDMEMORY_OIDC_ISSUER")?;
+        let token_type = Some(settings.oidc_token_type.trim().to_owned()).filter(|t| !t.is_empty());
+        Ok(Some(OidcSettings {
+            issuer,
+            audience,
+            token_type,
+            leeway: Duration::from_secs(settings.oidc_leeway_secs),
+            refresh: Duration::from_secs(settings.oidc_jwks_refresh_secs.max(1)),
+            refetch_min: Duration::from_millis(settings.oidc_jwks_refetch_min_ms),
+        }))
+    }
+}
+
 /// The longest leeway accepted, whatever the settings say.
 pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 

@@ -7,11 +7,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use super::{Credential, Principal};
+use super::{AuthError, Credential, Principal};
 use crate::db::Db;
 use crate::db::audit::AuditEvent;
 use crate::db::tokens::ApiToken;
-use crate::http::error::Error;
 
 /// The prefix every MedMemory API token starts with.
 pub const PREFIX: &str = "mm_";
@@ -52,9 +51,9 @@ pub async fn issue(
 }
 
 /// Resolves a presented secret to a principal.
-pub async fn authenticate(db: &Db, secret: &str) -> Result<Principal, Error> {
+pub async fn authenticate(db: &Db, secret: &str) -> Result<Principal, AuthError> {
     let token = db.token_by_hash(&hash(secret)).await?.ok_or_else(|| {
-        Error::unauthenticated("invalid_token", "the token is unknown, expired or revoked")
+        AuthError::refused("invalid_token", "the token is unknown, expired or revoked")
     })?;
     if let Err(e) = db.touch_token(token.id).await {
         tracing::warn!(error = %e, "could not record token use");

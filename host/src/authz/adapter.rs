@@ -6,7 +6,7 @@
 use casbin::{Adapter, Filter, Model, error::AdapterError};
 
 use crate::db::Db;
-use crate::db::rbac::{Assignment, Permission};
+use crate::db::rbac::{Assignment, RolePermission};
 
 /// Loads and stores casbin `p` and `g` lines in the MedMemory database.
 pub struct SqlAdapter {
@@ -24,9 +24,9 @@ fn adapter_error(e: sqlx::Error) -> casbin::Error {
     casbin::Error::AdapterError(AdapterError(Box::new(e)))
 }
 
-fn to_permission(rule: &[String]) -> Option<Permission> {
+fn to_permission(rule: &[String]) -> Option<RolePermission> {
     match rule {
-        [role, resource, action] => Some(Permission {
+        [role, resource, action] => Some(RolePermission {
             role: role.clone(),
             resource: resource.clone(),
             action: action.clone(),
@@ -86,7 +86,7 @@ impl Adapter for SqlAdapter {
     }
 
     async fn save_policy(&mut self, m: &mut dyn Model) -> casbin::Result<()> {
-        let permissions: Vec<Permission> = m
+        let permissions: Vec<RolePermission> = m
             .get_policy("p", "p")
             .iter()
             .filter_map(|r| to_permission(r))
@@ -141,7 +141,7 @@ impl Adapter for SqlAdapter {
         rules: Vec<Vec<String>>,
     ) -> casbin::Result<bool> {
         let added = if sec == "p" {
-            let rows: Vec<Permission> = rules.iter().filter_map(|r| to_permission(r)).collect();
+            let rows: Vec<RolePermission> = rules.iter().filter_map(|r| to_permission(r)).collect();
             self.db.add_permissions(&rows).await
         } else {
             let rows: Vec<Assignment> = rules.iter().filter_map(|r| to_assignment(r)).collect();
@@ -166,7 +166,7 @@ impl Adapter for SqlAdapter {
         rules: Vec<Vec<String>>,
     ) -> casbin::Result<bool> {
         let removed = if sec == "p" {
-            let rows: Vec<Permission> = rules.iter().filter_map(|r| to_permission(r)).collect();
+            let rows: Vec<RolePermission> = rules.iter().filter_map(|r| to_permission(r)).collect();
             self.db.remove_permissions(&rows).await
         } else {
             let rows: Vec<Assignment> = rules.iter().filter_map(|r| to_assignment(r)).collect();

@@ -4,8 +4,13 @@
 //! `role_permissions`); assignments carry the clinic (`role_assignments`). The
 //! live enforcer is rebuilt from the database and swapped atomically, so a
 //! policy change never leaves a half-loaded enforcer in use.
+//!
+//! Owns: the enforcer, the permission vocabulary ([`Permission`]), the role
+//! templates, and the poll that picks up changes made by other instances.
+//! Uses: `db` (policy tables). Beside `http`, which checks it on every route.
 
 mod adapter;
+mod permission;
 
 use std::sync::{Arc, RwLock};
 
@@ -13,9 +18,10 @@ use casbin::{CoreApi, DefaultModel, Enforcer};
 use uuid::Uuid;
 
 pub use adapter::SqlAdapter;
+pub use permission::Permission;
 
 use crate::db::Db;
-use crate::db::rbac::{PLATFORM_DOMAIN, Permission};
+use crate::db::rbac::{PLATFORM_DOMAIN, RolePermission};
 
 /// The casbin model, shipped with the binary.
 pub const MODEL: &str = include_str!("../../../policies/model.conf");
@@ -68,10 +74,7 @@ pub fn valid_role_name(name: &str) -> bool {
 /// Whether a subject names a user or a token by id (`user:<uuid>`,
 /// `token:<uuid>`).
 pub fn valid_subject(subject: &str) -> bool {
-    match subject.split_once(':') {
-        Some(("user" | "token", id)) => Uuid::try_parse(id).is_ok_and(|u| u.to_string() == id),
-        _ => false,
-    }
+    crate::db::subject::Subject::is_valid(subject)
 }
 
 /// Where a permission is checked: one clinic, or the platform itself.
@@ -142,8 +145,27 @@ impl Authz {
         Ok(())
     }
 
-    /// Checks whether `subject` may do `action` on `resource` in `domain`.
-    pub fn check(&self, subject: &str, domain: Domain, resource: &str, action: &str) -> Decision {
+    /// Reloads the enforcer whenever the policy tables change, checking every
+    /// `poll` (changes made by the CLI or another instance). Runs forever.
+    pub async fn keep_in_sync(self, poll: std::time::Duration) {
+        let mut seen = self.db.policy_fingerprint().await.ok();
+        loop {
+            tokio::time::sleep(poll).await;
+            let Ok(now) = self.db.policy_fingerprint().await else {
+                continue;
+            };
+            if seen.as_ref() != Some(&now) {
+                match self.reload().await {
+                    Ok(()) => seen = Some(now),
+                    Err(e) => tracing::error!(error = %e, "policy reload failed"),
+                }
+            }
+        }
+    }
+
+    /// Checks whether `subject` holds `permission` in `domain`.
+    pub fn check(&self, subject: &str, domain: Domain, permission: Permission) -> Decision {
+        let (resource, action) = (permission.resource, permission.action);
         let enforcer = self
             .enforcer
             .read()
@@ -160,7 +182,10 @@ impl Authz {
         }
         let visible = match domain {
             Domain::Platform => true,
-            Domain::Clinic(_) => allowed("clinic", "read"),
+            Domain::Clinic(_) => allowed(
+                Permission::CLINIC_READ.resource,
+                Permission::CLINIC_READ.action,
+            ),
         };
         if visible {
             Decision::Deny
@@ -180,7 +205,7 @@ async fn build_enforcer(db: &Db) -> Result<Enforcer, AuthzError> {
 }
 
 /// Parses the shipped role templates.
-pub fn role_templates() -> Result<Vec<Permission>, AuthzError> {
+pub fn role_templates() -> Result<Vec<RolePermission>, AuthzError> {
     let mut out = Vec::new();
     for (n, line) in ROLES.lines().enumerate() {
         let line = line.trim();
@@ -189,7 +214,7 @@ pub fn role_templates() -> Result<Vec<Permission>, AuthzError> {
         }
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         match fields.as_slice() {
-            ["p", role, resource, action] => out.push(Permission {
+            ["p", role, resource, action] => out.push(RolePermission {
                 role: (*role).to_owned(),
                 resource: (*resource).to_owned(),
                 action: (*action).to_owned(),

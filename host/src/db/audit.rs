@@ -20,9 +20,6 @@ use super::{Db, WritePool};
 /// The hash before the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The PostgreSQL advisory lock key that serialises appends.
-pub const PG_LOCK: i64 = 0x006d_6d61_7564_6974;
-
 /// Something to record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEvent {
@@ -180,19 +177,13 @@ pub struct AuditFilter {
 const COLUMNS: &str = "seq, id, at, actor, clinic_id, patient_id, resource, action, outcome, \
     request_id, detail, prev_hash, hash";
 
-/// Appends an event inside an open write transaction `$tx`. `$pg` is true on
-/// PostgreSQL, where a transaction-scoped advisory lock serialises appends
-/// (SQLite's `BEGIN IMMEDIATE` already holds the write lock).
+/// Appends an event inside an open write transaction `$tx`, serialised with
+/// every other append ([`WriteTx::serialize_audit`](crate::db::WriteTx)).
 #[macro_export]
 macro_rules! append_audit {
-    ($tx:expr, $event:expr, $pg:expr) => {{
+    ($tx:expr, $event:expr) => {{
         let event: &$crate::db::audit::AuditEvent = $event;
-        if $pg {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind($crate::db::audit::PG_LOCK)
-                .execute(&mut *$tx)
-                .await?;
-        }
+        $crate::db::WriteTx::serialize_audit(&mut $tx).await?;
         let prev: Option<String> =
             sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut *$tx)
@@ -224,18 +215,11 @@ macro_rules! append_audit {
 impl Db {
     /// Appends one event in its own transaction.
     pub async fn append_audit(&self, event: &AuditEvent) -> sqlx::Result<()> {
-        match self {
-            Db::Sqlite(pool) => {
-                let mut tx = pool.begin_write().await?;
-                append_audit!(tx, event, false);
-                tx.commit().await
-            }
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin_write().await?;
-                append_audit!(tx, event, true);
-                tx.commit().await
-            }
-        }
+        crate::on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            append_audit!(tx, event);
+            tx.commit().await
+        })
     }
 
     /// A page of a clinic's trail, oldest first, after `after_seq`.

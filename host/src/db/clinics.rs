@@ -18,9 +18,6 @@ pub struct Clinic {
     pub created_at: DateTime<Utc>,
 }
 
-/// The name of the unique constraint on clinic names.
-pub const NAME_UNIQUE: &str = "clinics.name";
-
 impl Db {
     /// Creates a clinic; fails with a unique violation if the name is taken.
     pub async fn create_clinic(&self, name: &str) -> sqlx::Result<Clinic> {

@@ -76,7 +76,9 @@ impl Db {
             match self.insert_document(clinic, patient, new).await {
                 Ok(created) => return Ok(created),
                 // A concurrent upload of the same bytes won: return its document.
-                Err(e) if super::is_unique_violation(&e) => continue,
+                Err(e) if super::unique_violation(&e) == Some(super::Unique::DocumentHash) => {
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -103,9 +105,27 @@ impl Db {
         let Some(document) = document else {
             return Ok(None);
         };
-        let Some(job) = self.latest_job(clinic, document.id).await? else {
+        let Some(mut job) = self.latest_job(clinic, document.id).await? else {
             return Ok(None);
         };
+        // Sending the same bytes again after a failure asks for another try
+        // (the parser, the limits or the plugin may have changed since).
+        if job.status == "failed" {
+            job = Job::queued(clinic, document.id, now());
+            on_pool!(self, pool => {
+                sqlx::query(
+                    "INSERT INTO jobs (id, clinic_id, document_id, status, attempts, progress, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, 0, 0, $5, $5)",
+                )
+                .bind(job.id)
+                .bind(job.clinic_id)
+                .bind(job.document_id)
+                .bind(&job.status)
+                .bind(job.created_at)
+                .execute(pool)
+                .await?;
+            });
+        }
         Ok(Some(Created {
             document,
             job,

@@ -78,44 +78,12 @@ impl Db {
     /// is empty. Safe with several workers and several hosts.
     pub async fn claim_job(&self) -> sqlx::Result<Option<Job>> {
         let at = now();
-        match self {
-            Db::Sqlite(pool) => {
-                // BEGIN IMMEDIATE holds the write lock, so select-then-update is atomic.
-                let mut tx = pool.begin_write().await?;
-                let id: Option<Uuid> = sqlx::query_scalar(
-                    "SELECT id FROM jobs WHERE status = 'queued' AND (not_before IS NULL OR not_before <= $1)
-                     ORDER BY created_at, id LIMIT 1",
-                )
-                .bind(at)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(id) = id else { return Ok(None) };
-                let sql = format!(
-                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = $1
-                     WHERE id = $2 RETURNING {COLUMNS}"
-                );
-                let job = sqlx::query_as(AssertSqlSafe(sql))
-                    .bind(at)
-                    .bind(id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(Some(job))
-            }
-            Db::Postgres(pool) => {
-                let sql = format!(
-                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = $1
-                     WHERE id = (SELECT id FROM jobs WHERE status = 'queued'
-                                   AND (not_before IS NULL OR not_before <= $1)
-                                 ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-                     RETURNING {COLUMNS}"
-                );
-                sqlx::query_as(AssertSqlSafe(sql))
-                    .bind(at)
-                    .fetch_optional(pool)
-                    .await
-            }
-        }
+        let claimed = on_pool!(self, pool => pool.claim_job(at).await)?;
+        let Some(id) = claimed else { return Ok(None) };
+        let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
+        on_pool!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await
+        })
     }
 
     /// Records progress of a running job.

@@ -6,10 +6,15 @@
 //! whichever pool is configured. Every repository method that reads patient
 //! data takes the clinic id, so tenancy is enforced here and cannot be forgotten
 //! by a caller.
+//!
+//! Owns: the schema (through `migrations/`), every SQL statement, and the
+//! vocabulary stored in it ([`subject::Subject`], [`records::RecordKind`]).
+//! Uses: nothing above it. Where SQLite and PostgreSQL differ is in [`dialect`].
 
 pub mod audit;
 pub mod chunks;
 pub mod clinics;
+pub mod dialect;
 pub mod documents;
 pub mod embeddings;
 pub mod jobs;
@@ -17,6 +22,7 @@ pub mod patients;
 pub mod plugins;
 pub mod rbac;
 pub mod records;
+pub mod subject;
 pub mod tokens;
 pub mod users;
 
@@ -25,7 +31,8 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{Postgres, Sqlite, Transaction};
+
+pub use dialect::{Unique, WritePool, WriteTx, unique_violation};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of `$db`.
 ///
@@ -65,23 +72,6 @@ pub enum DbError {
     /// A migration failed.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
-}
-
-/// Whether a database error is the violation of the named constraint.
-pub fn is_constraint(err: &sqlx::Error, name: &str) -> bool {
-    match err {
-        sqlx::Error::Database(db) => {
-            db.constraint() == Some(name)
-                // SQLite reports unique violations by column list, not by name.
-                || (db.is_unique_violation() && db.message().contains(name))
-        }
-        _ => false,
-    }
-}
-
-/// Whether a database error is any unique violation.
-pub fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -164,33 +154,6 @@ impl Db {
             Db::Sqlite(_) => "sqlite",
             Db::Postgres(_) => "postgres",
         }
-    }
-}
-
-/// Starting a write transaction, the way each backend wants it.
-///
-/// SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so two writers
-/// never deadlock upgrading read locks; PostgreSQL uses a plain `BEGIN`.
-pub trait WritePool {
-    /// The driver.
-    type Database: sqlx::Database;
-    /// Begins a write transaction.
-    fn begin_write(
-        &self,
-    ) -> impl Future<Output = sqlx::Result<Transaction<'static, Self::Database>>> + Send;
-}
-
-impl WritePool for SqlitePool {
-    type Database = Sqlite;
-    async fn begin_write(&self) -> sqlx::Result<Transaction<'static, Sqlite>> {
-        self.begin_with("BEGIN IMMEDIATE").await
-    }
-}
-
-impl WritePool for PgPool {
-    type Database = Postgres;
-    async fn begin_write(&self) -> sqlx::Result<Transaction<'static, Postgres>> {
-        self.begin().await
     }
 }
 

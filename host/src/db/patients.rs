@@ -6,8 +6,25 @@ use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
+use super::audit::AuditEvent;
 use super::{Db, WritePool, escape_like, new_id, now};
-use crate::on_pool;
+use crate::{append_audit, on_pool};
+
+/// The audit entry of an erasure step: the patient's id, what was removed.
+fn erasure_event(erasure: &Erasure, actor: &str, outcome: &str) -> AuditEvent {
+    let mut event = AuditEvent::now(actor, "patient", "erase", outcome);
+    event.clinic_id = Some(erasure.clinic_id);
+    event.patient_id = Some(erasure.patient_id);
+    event.detail = Some(
+        serde_json::json!({
+            "erasure": erasure.id,
+            "documents": erasure.documents,
+            "records": erasure.records,
+        })
+        .to_string(),
+    );
+    event
+}
 
 /// A patient as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -46,9 +63,6 @@ pub struct PatientFields {
     /// Medical record number, if any.
     pub mrn: Option<String>,
 }
-
-/// The unique constraint on MRNs within a clinic.
-pub const MRN_UNIQUE: &str = "patients.clinic_id, patients.mrn";
 
 const COLUMNS: &str =
     "id, clinic_id, given_name, family_name, birth_date, sex, mrn, created_at, updated_at";
@@ -240,12 +254,15 @@ impl Db {
     /// by cascade, documents, jobs, records, chunks and cached embeddings; and
     /// records a pending erasure in the same transaction. `None` if there is
     /// no such patient. The caller then removes vectors and blobs and calls
-    /// [`Db::complete_erasure`].
+    /// [`Db::complete_erasure`]. The request is audited in the same
+    /// transaction (`patient` `erase` `requested`, with the patient's id), so
+    /// the hash-chained trail holds every erasure.
     pub async fn erase_patient(
         &self,
         clinic: Uuid,
         id: Uuid,
         actor: &str,
+        request_id: Option<&str>,
     ) -> sqlx::Result<Option<Erasure>> {
         let at = now();
         on_pool!(self, pool => {
@@ -301,6 +318,9 @@ impl Db {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            let mut event = erasure_event(&erasure, actor, "requested");
+            event.request_id = request_id.map(str::to_owned);
+            append_audit!(tx, &event);
             tx.commit().await?;
             Ok(Some(erasure))
         })
@@ -316,13 +336,25 @@ impl Db {
         })
     }
 
-    /// Marks an erasure complete; returns it.
+    /// Marks an erasure complete and audits it (`completed`, by `system`);
+    /// returns it.
     pub async fn complete_erasure(&self, id: Uuid) -> sqlx::Result<Option<Erasure>> {
         let sql = format!(
-            "UPDATE erasures SET completed_at = $1 WHERE id = $2 RETURNING {ERASURE_COLUMNS}"
+            "UPDATE erasures SET completed_at = $1 WHERE id = $2 AND completed_at IS NULL
+             RETURNING {ERASURE_COLUMNS}"
         );
         on_pool!(self, pool => {
-            sqlx::query_as(AssertSqlSafe(sql)).bind(now()).bind(id).fetch_optional(pool).await
+            let mut tx = pool.begin_write().await?;
+            let done: Option<Erasure> = sqlx::query_as(AssertSqlSafe(sql))
+                .bind(now())
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(erasure) = &done {
+                append_audit!(tx, &erasure_event(erasure, "system", "completed"));
+            }
+            tx.commit().await?;
+            Ok(done)
         })
     }
 }

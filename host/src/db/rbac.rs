@@ -5,15 +5,21 @@
 
 use uuid::Uuid;
 
-use super::{Db, WritePool, now};
+use super::subject::Subject;
+use super::{Db, WritePool, WriteTx, now};
 use crate::on_pool;
 
 /// The casbin domain of platform-wide role assignments.
 pub const PLATFORM_DOMAIN: &str = "platform";
 
+/// Whether a stored subject names a service token.
+fn is_token(subject: &str) -> bool {
+    subject.parse::<Subject>().is_ok_and(Subject::is_token)
+}
+
 /// One permission of a role: casbin `p, role, resource, action`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct Permission {
+pub struct RolePermission {
     /// The role.
     pub role: String,
     /// The resource type, e.g. `patient`.
@@ -42,7 +48,7 @@ impl Assignment {
 
 impl Db {
     /// Every role permission.
-    pub async fn permissions(&self) -> sqlx::Result<Vec<Permission>> {
+    pub async fn permissions(&self) -> sqlx::Result<Vec<RolePermission>> {
         on_pool!(self, pool => {
             sqlx::query_as("SELECT role, resource, action FROM role_permissions ORDER BY role, resource, action")
                 .fetch_all(pool)
@@ -70,7 +76,7 @@ impl Db {
     }
 
     /// Adds permissions that are missing; returns how many were added.
-    pub async fn add_permissions(&self, permissions: &[Permission]) -> sqlx::Result<u64> {
+    pub async fn add_permissions(&self, permissions: &[RolePermission]) -> sqlx::Result<u64> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let mut added = 0;
@@ -92,7 +98,7 @@ impl Db {
     }
 
     /// Removes permissions; returns how many existed.
-    pub async fn remove_permissions(&self, permissions: &[Permission]) -> sqlx::Result<u64> {
+    pub async fn remove_permissions(&self, permissions: &[RolePermission]) -> sqlx::Result<u64> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let mut removed = 0;
@@ -186,7 +192,7 @@ impl Db {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClinicPolicy {
     /// Custom role permissions: `(role, resource, action)`.
-    pub permissions: Vec<Permission>,
+    pub permissions: Vec<RolePermission>,
     /// Role assignments in the clinic: `(subject, role)`.
     pub assignments: Vec<(String, String)>,
 }
@@ -224,7 +230,7 @@ impl Db {
     /// The clinic's custom roles and assignments, and the policy version.
     pub async fn clinic_policy(&self, clinic: Uuid) -> sqlx::Result<(ClinicPolicy, i64)> {
         on_pool!(self, pool => {
-            let permissions: Vec<Permission> = sqlx::query_as(
+            let permissions: Vec<RolePermission> = sqlx::query_as(
                 "SELECT role, resource, action FROM clinic_role_permissions WHERE clinic_id = $1
                  ORDER BY role, resource, action",
             )
@@ -245,7 +251,7 @@ impl Db {
     }
 
     /// Every clinic's custom role permissions, as `(clinic, permission)`.
-    pub async fn clinic_permissions(&self) -> sqlx::Result<Vec<(Uuid, Permission)>> {
+    pub async fn clinic_permissions(&self) -> sqlx::Result<Vec<(Uuid, RolePermission)>> {
         on_pool!(self, pool => {
             let rows: Vec<(Uuid, String, String, String)> = sqlx::query_as(
                 "SELECT clinic_id, role, resource, action FROM clinic_role_permissions",
@@ -254,7 +260,7 @@ impl Db {
             .await?;
             Ok(rows
                 .into_iter()
-                .map(|(c, role, resource, action)| (c, Permission { role, resource, action }))
+                .map(|(c, role, resource, action)| (c, RolePermission { role, resource, action }))
                 .collect())
         })
     }
@@ -282,17 +288,18 @@ impl Db {
         may_grant_admin: bool,
         audit: &super::audit::AuditEvent,
     ) -> Result<i64, PolicyChangeError> {
-        let pg = matches!(self, Db::Postgres(_));
+        // A token keeps the role it was issued with: no change may touch it,
+        // removal included (only revoking the token ends its role).
+        if let PolicyScope::Subject(subject) = scope
+            && is_token(subject)
+        {
+            return Err(PolicyChangeError::TokenRole);
+        }
         let at = now();
         let domain = clinic.to_string();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            if pg {
-                sqlx::query("SELECT id FROM clinics WHERE id = $1 FOR UPDATE")
-                    .bind(clinic)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            WriteTx::lock_clinic(&mut tx, clinic).await?;
             let before: Vec<(String, String)> = sqlx::query_as(
                 "SELECT subject, role FROM role_assignments WHERE clinic_id = $1",
             )
@@ -305,8 +312,10 @@ impl Db {
                 .map(|(s, _)| s.as_str())
                 .collect();
             for (subject, _) in &change.assignments {
-                if let Some(id) = subject.strip_prefix("user:") {
-                    let id: Uuid = id.parse().map_err(|_| PolicyChangeError::UnknownSubject(subject.clone()))?;
+                let parsed: Subject = subject
+                    .parse()
+                    .map_err(|_| PolicyChangeError::UnknownSubject(subject.clone()))?;
+                if let Some(id) = parsed.user() {
                     let exists: Option<Uuid> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
                         .bind(id)
                         .fetch_optional(&mut *tx)
@@ -322,7 +331,7 @@ impl Db {
             let kept: Vec<(String, String)> = before
                 .iter()
                 .filter(|(s, _)| match scope {
-                    PolicyScope::Whole => s.starts_with("token:"),
+                    PolicyScope::Whole => is_token(s),
                     PolicyScope::Subject(subject) => s != subject,
                 })
                 .cloned()
@@ -344,13 +353,13 @@ impl Db {
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
-            .map(super::tokens::subject_of)
+            .map(|id| Subject::Token(id).to_string())
             .collect();
             let admins = after
                 .iter()
                 .filter(|(subject, role)| {
                     role == "clinic-admin"
-                        && (!subject.starts_with("token:") || live_tokens.contains(subject))
+                        && (!is_token(subject) || live_tokens.contains(subject))
                 })
                 .count();
             let had_admin = !admins_before.is_empty();
@@ -412,7 +421,7 @@ impl Db {
                 change.permissions.len(),
                 change.assignments.len()
             ));
-            crate::append_audit!(tx, &event, pg);
+            crate::append_audit!(tx, &event);
             tx.commit().await?;
             Ok(version)
         })

@@ -42,7 +42,7 @@ impl ApiToken {
 
 /// The casbin subject of the token with this id.
 pub fn subject_of(id: Uuid) -> String {
-    format!("token:{id}")
+    super::subject::Subject::Token(id).to_string()
 }
 
 const COLUMNS: &str = "id, name, clinic_id, role, created_at, expires_at, last_used_at, revoked_at";
@@ -58,7 +58,6 @@ impl Db {
         expires_at: Option<DateTime<Utc>>,
         audit: Option<&AuditEvent>,
     ) -> sqlx::Result<ApiToken> {
-        let pg = matches!(self, Db::Postgres(_));
         let token = ApiToken {
             id: new_id(),
             name: name.to_owned(),
@@ -99,7 +98,7 @@ impl Db {
             if let Some(event) = audit {
                 let mut event = event.clone();
                 event.detail = Some(format!("{{\"token\":\"{}\",\"role\":\"{}\"}}", token.id, token.role));
-                append_audit!(tx, &event, pg);
+                append_audit!(tx, &event);
             }
             tx.commit().await?;
         });
@@ -148,7 +147,6 @@ impl Db {
         id: Uuid,
         audit: &AuditEvent,
     ) -> sqlx::Result<Option<ApiToken>> {
-        let pg = matches!(self, Db::Postgres(_));
         let at = now();
         let sql = format!(
             "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING {COLUMNS}"
@@ -169,7 +167,7 @@ impl Db {
                 .await?;
             let mut event = audit.clone();
             event.detail = Some(format!("{{\"token\":\"{}\"}}", token.id));
-            append_audit!(tx, &event, pg);
+            append_audit!(tx, &event);
             tx.commit().await?;
             Ok(Some(token))
         })

@@ -30,7 +30,7 @@ pub struct User {
 impl User {
     /// The casbin subject of this user.
     pub fn subject_name(&self) -> String {
-        format!("user:{}", self.id)
+        super::subject::Subject::User(self.id).to_string()
     }
 }
 
@@ -43,7 +43,6 @@ impl Db {
     /// flag says whether it was created now.
     pub async fn user_for(&self, issuer: &str, subject: &str) -> sqlx::Result<(User, bool)> {
         let at = now();
-        let pg = matches!(self, Db::Postgres(_));
         on_pool!(self, pool => {
             let found: Option<User> = sqlx::query_as(SELECT_BY_IDENTITY)
                 .bind(issuer)
@@ -75,10 +74,10 @@ impl Db {
             .rows_affected()
                 == 1;
             if inserted {
-                let actor = format!("user:{id}");
+                let actor = super::subject::Subject::User(id).to_string();
                 let mut event = AuditEvent::now(&actor, "user", "create", "succeeded");
                 event.detail = Some(format!("{{\"user\":\"{id}\"}}"));
-                append_audit!(tx, &event, pg);
+                append_audit!(tx, &event);
             }
             let user: User = sqlx::query_as(SELECT_BY_IDENTITY)
                 .bind(issuer)

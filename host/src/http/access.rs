@@ -10,10 +10,10 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::AppState;
 use super::error::{Error, Result};
-use crate::app::AppState;
 use crate::auth::Principal;
-use crate::authz::{Decision, Domain};
+use crate::authz::{Decision, Domain, Permission};
 use crate::db::audit::AuditEvent;
 use crate::db::patients::Patient;
 
@@ -22,10 +22,9 @@ pub fn authorize(
     state: &AppState,
     who: &Principal,
     domain: Domain,
-    resource: &str,
-    action: &str,
+    permission: Permission,
 ) -> Result<()> {
-    match state.authz.check(&who.subject, domain, resource, action) {
+    match state.authz.check(&who.subject, domain, permission) {
         Decision::Allow => Ok(()),
         Decision::Deny => Err(Error::forbidden()),
         Decision::Invisible => Err(Error::not_found("clinic_not_found")),
@@ -43,11 +42,15 @@ pub async fn audit(
     who: &Principal,
     clinic: Option<Uuid>,
     patient: Option<Uuid>,
-    resource: &str,
-    action: &str,
+    permission: Permission,
     outcome: &str,
 ) -> Result<()> {
-    let mut event = AuditEvent::now(&who.subject, resource, action, outcome);
+    let mut event = AuditEvent::now(
+        &who.subject,
+        permission.resource,
+        permission.action,
+        outcome,
+    );
     event.clinic_id = clinic;
     event.patient_id = patient;
     event.request_id = who.request_id.clone();
@@ -71,10 +74,9 @@ async fn check_clinic(
     state: &AppState,
     who: &Principal,
     id: Uuid,
-    resource: &str,
-    action: &str,
+    permission: Permission,
 ) -> Result<Uuid> {
-    authorize(state, who, Domain::Clinic(id), resource, action)?;
+    authorize(state, who, Domain::Clinic(id), permission)?;
     if state.db.clinic(id).await?.is_none() {
         return Err(Error::not_found("clinic_not_found"));
     }
@@ -91,21 +93,11 @@ pub async fn clinic(
     state: &AppState,
     who: &Principal,
     raw: &str,
-    resource: &str,
-    action: &str,
+    permission: Permission,
 ) -> Result<Uuid> {
     let id = parse_id(raw, "clinic_not_found")?;
-    let result = check_clinic(state, who, id, resource, action).await;
-    audit(
-        state,
-        who,
-        Some(id),
-        None,
-        resource,
-        action,
-        outcome(&result),
-    )
-    .await?;
+    let result = check_clinic(state, who, id, permission).await;
+    audit(state, who, Some(id), None, permission, outcome(&result)).await?;
     result
 }
 
@@ -116,13 +108,12 @@ pub async fn patient(
     who: &Principal,
     clinic_raw: &str,
     patient_raw: &str,
-    resource: &str,
-    action: &str,
+    permission: Permission,
 ) -> Result<Patient> {
     let clinic = parse_id(clinic_raw, "clinic_not_found")?;
     let patient_id = patient_raw.parse::<Uuid>().ok();
     let result: Result<Patient> = async {
-        check_clinic(state, who, clinic, resource, action).await?;
+        check_clinic(state, who, clinic, permission).await?;
         let id = patient_id.ok_or_else(|| Error::not_found("patient_not_found"))?;
         state
             .db
@@ -136,8 +127,7 @@ pub async fn patient(
         who,
         Some(clinic),
         patient_id,
-        resource,
-        action,
+        permission,
         outcome(&result),
     )
     .await?;

@@ -6,13 +6,13 @@ use axum::routing::get;
 use axum::{Json as JsonResponse, Router};
 use serde::{Deserialize, Serialize};
 
+use super::AppState;
 use super::access;
 use super::error::{Error, Result};
 use super::extract::Query;
 use super::records::time_bound;
-use crate::app::AppState;
 use crate::auth::Principal;
-use crate::authz::Domain;
+use crate::authz::{Domain, Permission};
 use crate::db::audit::{AuditEntry, AuditFilter, Verification};
 
 /// Audit routes.
@@ -62,7 +62,7 @@ pub async fn list(
     Path(clinic): Path<String>,
     Query(query): Query<AuditQuery>,
 ) -> Result<JsonResponse<AuditPage>> {
-    let clinic = access::clinic(&state, &who, &clinic, "audit", "read").await?;
+    let clinic = access::clinic(&state, &who, &clinic, Permission::AUDIT_READ).await?;
     let limit = i64::from(query.limit.unwrap_or(50));
     if !(1..=500).contains(&limit) {
         return Err(Error::invalid(
@@ -111,7 +111,7 @@ pub async fn verify(
     State(state): State<AppState>,
     who: Principal,
 ) -> Result<JsonResponse<Verification>> {
-    access::authorize(&state, &who, Domain::Platform, "audit", "verify")?;
+    access::authorize(&state, &who, Domain::Platform, Permission::AUDIT_VERIFY)?;
     let verification = state.db.verify_audit().await?;
     if !verification.ok {
         tracing::error!(broken = ?verification.first_broken.as_ref().map(|b| b.seq), "audit chain broken");

@@ -6,12 +6,13 @@ use axum::routing::get;
 use axum::{Json as JsonResponse, Router};
 use serde::Deserialize;
 
+use super::AppState;
 use super::access::{self, List, PageQuery};
 use super::error::{Error, Result};
 use super::extract::{Json, Query};
-use crate::app::AppState;
 use crate::auth::Principal;
-use crate::authz::Domain;
+use crate::authz::{Domain, Permission};
+use crate::db::Unique;
 use crate::db::clinics::Clinic;
 
 /// Clinic routes.
@@ -37,7 +38,7 @@ pub async fn create(
     who: Principal,
     Json(body): Json<NewClinic>,
 ) -> Result<(StatusCode, JsonResponse<Clinic>)> {
-    access::authorize(&state, &who, Domain::Platform, "clinic", "create")?;
+    access::authorize(&state, &who, Domain::Platform, Permission::CLINIC_CREATE)?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(Error::invalid(
@@ -50,10 +51,9 @@ pub async fn create(
             tracing::info!(clinic = %clinic.id, "clinic created");
             Ok((StatusCode::CREATED, JsonResponse(clinic)))
         }
-        Err(e) if crate::db::is_unique_violation(&e) => Err(Error::conflict(
-            "clinic_name_taken",
-            "a clinic with this name exists",
-        )),
+        Err(e) if crate::db::unique_violation(&e) == Some(Unique::ClinicName) => Err(
+            Error::conflict("clinic_name_taken", "a clinic with this name exists"),
+        ),
         Err(e) => Err(e.into()),
     }
 }
@@ -65,7 +65,7 @@ pub async fn list(
     who: Principal,
     Query(query): Query<PageQuery>,
 ) -> Result<JsonResponse<List<Clinic>>> {
-    access::authorize(&state, &who, Domain::Platform, "clinic", "list")?;
+    access::authorize(&state, &who, Domain::Platform, Permission::CLINIC_LIST)?;
     let page = query.page()?;
     let clinics = state.db.clinics(page.after, page.limit + 1).await?;
     Ok(JsonResponse(List::from_overfetch(clinics, page, |c| c.id)))
@@ -79,7 +79,7 @@ pub async fn read(
     who: Principal,
     Path(clinic): Path<String>,
 ) -> Result<JsonResponse<Clinic>> {
-    let id = access::clinic(&state, &who, &clinic, "clinic", "read").await?;
+    let id = access::clinic(&state, &who, &clinic, Permission::CLINIC_READ).await?;
     let clinic = state
         .db
         .clinic(id)

@@ -13,11 +13,12 @@ use axum::{Json as JsonResponse, Router};
 use bytes::Bytes;
 use serde::Serialize;
 
+use super::AppState;
 use super::access::{self, List, PageQuery};
 use super::error::{Error, Result};
 use super::extract::{Query, RawBody};
-use crate::app::AppState;
 use crate::auth::Principal;
+use crate::authz::Permission;
 use crate::config::Settings;
 use crate::db::documents::{Document, NewDocument};
 use crate::db::jobs::Job;
@@ -68,7 +69,8 @@ pub async fn upload(
     headers: HeaderMap,
     RawBody(bytes): RawBody,
 ) -> Result<(StatusCode, JsonResponse<Accepted>)> {
-    let patient = access::patient(&state, &who, &clinic, &patient, "document", "create").await?;
+    let patient =
+        access::patient(&state, &who, &clinic, &patient, Permission::DOCUMENT_CREATE).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -118,10 +120,13 @@ pub async fn upload(
         .db
         .create_document(patient.clinic_id, patient.id, &new)
         .await?;
+    // A duplicate whose earlier job failed was queued again: work it.
+    if created.job.status == "queued" {
+        state.ingest.wake();
+    }
     let status = if created.duplicate {
         StatusCode::OK
     } else {
-        state.worker.wake();
         StatusCode::ACCEPTED
     };
     tracing::info!(clinic = %created.document.clinic_id, document = %created.document.id, job = %created.job.id,
@@ -172,7 +177,8 @@ pub async fn list(
     Path((clinic, patient)): Path<(String, String)>,
     Query(query): Query<PageQuery>,
 ) -> Result<JsonResponse<List<Document>>> {
-    let patient = access::patient(&state, &who, &clinic, &patient, "document", "read").await?;
+    let patient =
+        access::patient(&state, &who, &clinic, &patient, Permission::DOCUMENT_READ).await?;
     let page = query.page()?;
     let documents = state
         .db
@@ -189,7 +195,7 @@ async fn find(
     path: &(String, String, String),
 ) -> Result<Document> {
     let (clinic, patient, document) = path;
-    let patient = access::patient(state, who, clinic, patient, "document", "read").await?;
+    let patient = access::patient(state, who, clinic, patient, Permission::DOCUMENT_READ).await?;
     let id = access::parse_id(document, "document_not_found")?;
     state
         .db
@@ -248,25 +254,16 @@ pub async fn remove(
     who: Principal,
     Path((clinic, patient, document)): Path<(String, String, String)>,
 ) -> Result<StatusCode> {
-    let patient = access::patient(&state, &who, &clinic, &patient, "document", "delete").await?;
+    let patient =
+        access::patient(&state, &who, &clinic, &patient, Permission::DOCUMENT_DELETE).await?;
     let id = access::parse_id(&document, "document_not_found")?;
     // SQL first: once it commits the document is gone for every reader; the
     // vectors and bytes left by a crash right after are swept at start.
     let document = state
-        .db
+        .forget
         .delete_document(patient.clinic_id, patient.id, id)
         .await?
         .ok_or_else(|| Error::not_found("document_not_found"))?;
-    state
-        .vectors
-        .delete_document(patient.clinic_id, document.id)
-        .await
-        .map_err(anyhow::Error::from)?;
-    state
-        .blobs
-        .delete(patient.clinic_id, patient.id, &document.sha256)
-        .await
-        .map_err(anyhow::Error::from)?;
     tracing::info!(clinic = %patient.clinic_id, document = %document.id, "document deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
-use crate::app::AppState;
+use super::AppState;
 
 /// Operations routes (public).
 pub fn router() -> Router<AppState> {
@@ -49,6 +49,12 @@ pub struct Readiness {
     pub failed: Vec<&'static str>,
 }
 
+/// Logs why a check failed and returns the public wording.
+fn hidden(check: &'static str, error: impl std::fmt::Display) -> String {
+    tracing::warn!(check, error = %error, "readiness check failed");
+    "unavailable; see the server log".to_owned()
+}
+
 fn check(name: &'static str, result: Result<(), String>) -> Check {
     Check {
         name,
@@ -63,33 +69,40 @@ fn check(name: &'static str, result: Result<(), String>) -> Check {
     (status = 200, description = "Ready", body = Readiness),
     (status = 503, description = "Not ready; `failed` names the checks", body = Readiness)))]
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let database = state.db.ping().await.map_err(|e| e.to_string());
+    // The report is public: it names what failed and how to fix it, never
+    // an error text, a path or a clinic id; those go to the log.
+    let database = state.db.ping().await.map_err(|e| hidden("database", e));
     let migrations = match state.db.migrations_current().await {
         Ok(true) => Ok(()),
         Ok(false) => Err("pending migrations; run `medmemory migrate`".to_owned()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(hidden("migrations", e)),
     };
-    let vectors = state.vectors.ping().await.map_err(|e| e.to_string());
-    let model = match (state.embedder(), state.model_error()) {
+    let vectors = state
+        .memory
+        .vectors()
+        .ping()
+        .await
+        .map_err(|e| hidden("vector_store", e));
+    let model = match (state.models.embedder(), state.models.error()) {
         (Some(_), _) => Ok(()),
-        (None, Some(e)) => Err(e),
+        (None, Some(e)) => Err(hidden("model", e)),
         (None, None) => Err("loading".to_owned()),
     };
     let plugins = if state.plugins.registry().list().is_empty() {
-        Err(format!(
-            "no plugin installed; build them with `cargo xtask plugins` into {}",
-            state.settings.plugins_dir().display()
-        ))
+        Err("no plugin installed; build them with `cargo xtask plugins`".to_owned())
     } else {
         Ok(())
     };
-    let problems = state.index_problems();
-    let index = if problems.is_empty() {
+    let index = if state.ingest.index_problems().is_empty() {
         Ok(())
     } else {
-        Err(problems.join("; "))
+        // Each problem, with its clinic, was logged by the check.
+        Err(
+            "vectors were built with another model or layout; run `medmemory reindex` (the log names the clinics)"
+                .to_owned(),
+        )
     };
-    let identity = match &state.oidc {
+    let identity = match state.auth.oidc() {
         None => Ok(()),
         Some(oidc) if oidc.is_ready() => Ok(()),
         Some(_) => Err("the identity provider's keys are not loaded yet".to_owned()),

@@ -11,10 +11,11 @@ use axum::{Json as JsonResponse, Router};
 use futures::Stream;
 use uuid::Uuid;
 
+use super::AppState;
 use super::access;
 use super::error::{Error, Result};
-use crate::app::AppState;
 use crate::auth::Principal;
+use crate::authz::Permission;
 use crate::db::jobs::Job;
 
 /// How often the event stream looks at the job. The job lives in the
@@ -31,7 +32,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn find(state: &AppState, who: &Principal, clinic: &str, job: &str) -> Result<Job> {
-    let clinic = access::clinic(state, who, clinic, "job", "read").await?;
+    let clinic = access::clinic(state, who, clinic, Permission::JOB_READ).await?;
     let id = access::parse_id(job, "job_not_found")?;
     state
         .db

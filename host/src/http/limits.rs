@@ -1,5 +1,5 @@
 //! Rate limits: token buckets per credential and per client address, checked
-//! before any work is done. Expensive routes (search, answers, uploads,
+//! before any work is done. Expensive routes (search, uploads,
 //! record batches, plugin installs, erasure) cost more tokens than cheap
 //! ones. An empty bucket answers 429 with `Retry-After`.
 //!
@@ -17,8 +17,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
+use super::AppState;
 use super::error::Error;
-use crate::app::AppState;
 
 /// Tokens an expensive request takes.
 pub const EXPENSIVE_COST: f64 = 5.0;
@@ -90,9 +90,7 @@ pub struct RateLimits {
 
 fn expensive(method: &Method, route: &str) -> bool {
     route.ends_with("/search")
-        || route.ends_with("/ask")
         || route.ends_with("/erase")
-        || route.ends_with("/reindex")
         || (method == Method::POST
             && (route.ends_with("/documents")
                 || route.ends_with("/records")

@@ -7,8 +7,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
+use super::AppState;
 use super::error::Result;
-use crate::app::AppState;
 use crate::auth::{Credential, Principal};
 
 /// The route.

@@ -1,5 +1,10 @@
 //! The REST API, one file per resource; see `shared/API.md` for the contract.
 //!
+//! Owns: routes, request parsing, problem documents, rate limits, the
+//! OpenAPI document. Uses: the domain services (`memory`, `ingest`, `fhir`),
+//! `auth` and `authz`, and the stores for plain reads. The top of the stack:
+//! only the composition root (`app`) uses it.
+//!
 //! Every route except the public operations endpoints takes a
 //! [`Principal`](crate::auth::Principal) and checks casbin through
 //! [`access`]. Layers add a request id (echoed or generated), a PHI-free trace
@@ -21,9 +26,13 @@ pub mod openapi;
 pub mod patients;
 pub mod plugins;
 pub mod policies;
+mod principal;
 pub mod records;
 pub mod search;
+pub mod state;
 pub mod tokens;
+
+pub use state::{AppState, Services};
 
 use std::time::Instant;
 
@@ -37,7 +46,6 @@ use tower_http::request_id::{
 };
 use tower_http::trace::TraceLayer;
 
-use crate::app::AppState;
 use error::{Error, ProblemBody, problem_response};
 
 /// The request id header.
@@ -93,7 +101,35 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::from_fn(bounded_request_id))
         .with_state(state)
+}
+
+/// The longest client request id kept; longer ones are replaced.
+pub const MAX_REQUEST_ID: usize = 64;
+
+/// Whether a client's request id may be kept (it ends up in logs and the
+/// append-only audit): 1 to 64 of `A-Z a-z 0-9 - _ . :`.
+pub fn acceptable_request_id(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// Drops a client's `x-request-id` that is too long or has other characters,
+/// so that one is generated instead.
+async fn bounded_request_id(mut request: Request, next: Next) -> Response {
+    let keep = request
+        .headers()
+        .get_all(REQUEST_ID)
+        .iter()
+        .map(|v| acceptable_request_id(v.as_bytes()))
+        .collect::<Vec<_>>();
+    if keep != [true] && !keep.is_empty() {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(request).await
 }
 
 /// Records `http_request_duration_seconds{method, route, status}`.
@@ -131,4 +167,20 @@ async fn problem_request_id(request: Request, next: Next) -> Response {
         }
     }
     rebuilt.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acceptable_request_id;
+
+    #[test]
+    fn only_short_plain_request_ids_are_kept() {
+        assert!(acceptable_request_id(b"req-1234_abc.def:9"));
+        assert!(acceptable_request_id(&[b'a'; 64]));
+        assert!(!acceptable_request_id(&[b'a'; 65]));
+        assert!(!acceptable_request_id(b""));
+        assert!(!acceptable_request_id(b"a b"));
+        assert!(!acceptable_request_id(b"<script>"));
+        assert!(!acceptable_request_id("é".as_bytes()));
+    }
 }

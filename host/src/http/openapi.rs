@@ -6,11 +6,11 @@ use axum::routing::get;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
+use super::AppState;
 use super::{
     audit, clinics, documents, error, health, jobs, me, patients, plugins, policies, records,
     search, tokens,
 };
-use crate::app::AppState;
 
 /// The MedMemory REST API.
 #[derive(OpenApi)]

@@ -11,12 +11,14 @@ use axum::{Json as JsonResponse, Router};
 use chrono::NaiveDate;
 use serde::Deserialize;
 
+use super::AppState;
 use super::access::{self, List, PageQuery};
 use super::error::{Error, Result};
 use super::extract::{Json, Query};
-use crate::app::AppState;
 use crate::auth::Principal;
+use crate::authz::Permission;
 use crate::db::patients::{Erasure, Patient, PatientFields, PatientFilter};
+use crate::memory::Erased;
 
 /// Patient routes.
 pub fn router() -> Router<AppState> {
@@ -163,7 +165,7 @@ impl PatientChanges {
 }
 
 fn mrn_conflict(e: sqlx::Error) -> Error {
-    if crate::db::is_unique_violation(&e) {
+    if crate::db::unique_violation(&e) == Some(crate::db::Unique::PatientMrn) {
         Error::conflict("mrn_taken", "another patient of this clinic has this MRN")
     } else {
         e.into()
@@ -180,7 +182,7 @@ pub async fn create(
     Path(clinic): Path<String>,
     Json(body): Json<NewPatient>,
 ) -> Result<(StatusCode, JsonResponse<Patient>)> {
-    let clinic = access::clinic(&state, &who, &clinic, "patient", "create").await?;
+    let clinic = access::clinic(&state, &who, &clinic, Permission::PATIENT_CREATE).await?;
     let fields = body.parse()?;
     let patient = state
         .db
@@ -214,7 +216,7 @@ pub async fn list(
     Path(clinic): Path<String>,
     Query(query): Query<PatientQuery>,
 ) -> Result<JsonResponse<List<Patient>>> {
-    let clinic = access::clinic(&state, &who, &clinic, "patient", "read").await?;
+    let clinic = access::clinic(&state, &who, &clinic, Permission::PATIENT_READ).await?;
     let page = PageQuery {
         limit: query.limit,
         cursor: query.cursor.clone(),
@@ -250,7 +252,8 @@ pub async fn read(
     who: Principal,
     Path((clinic, patient)): Path<(String, String)>,
 ) -> Result<JsonResponse<Patient>> {
-    let patient = access::patient(&state, &who, &clinic, &patient, "patient", "read").await?;
+    let patient =
+        access::patient(&state, &who, &clinic, &patient, Permission::PATIENT_READ).await?;
     Ok(JsonResponse(patient))
 }
 
@@ -264,7 +267,8 @@ pub async fn update(
     Path((clinic, patient)): Path<(String, String)>,
     Json(changes): Json<PatientChanges>,
 ) -> Result<JsonResponse<Patient>> {
-    let current = access::patient(&state, &who, &clinic, &patient, "patient", "update").await?;
+    let current =
+        access::patient(&state, &who, &clinic, &patient, Permission::PATIENT_UPDATE).await?;
     let fields = changes.apply(&current)?;
     let updated = state
         .db
@@ -284,7 +288,8 @@ pub async fn remove(
     who: Principal,
     Path((clinic, patient)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    let current = access::patient(&state, &who, &clinic, &patient, "patient", "delete").await?;
+    let current =
+        access::patient(&state, &who, &clinic, &patient, Permission::PATIENT_DELETE).await?;
     if !state
         .db
         .soft_delete_patient(current.clinic_id, current.id)
@@ -309,19 +314,19 @@ pub async fn erase(
     who: Principal,
     Path((clinic, patient)): Path<(String, String)>,
 ) -> Result<(StatusCode, JsonResponse<Erasure>)> {
-    let clinic = access::clinic(&state, &who, &clinic, "patient", "erase").await?;
+    let clinic = access::clinic(&state, &who, &clinic, Permission::PATIENT_ERASE).await?;
     let id = access::parse_id(&patient, "patient_not_found")?;
-    let erasure = state
-        .db
-        .erase_patient(clinic, id, &who.subject)
+    let erased = state
+        .forget
+        .erase_patient(clinic, id, &who.subject, who.request_id.as_deref())
         .await?
         .ok_or_else(|| Error::not_found("patient_not_found"))?;
-    match crate::ingest::maintenance::finish_erasure(&state, &erasure).await {
-        Ok(done) => {
+    match erased {
+        Erased::Complete(done) => {
             tracing::info!(clinic = %clinic, erasure = %done.id, "patient erased");
             Ok((StatusCode::OK, JsonResponse(done)))
         }
-        Err(e) => {
+        Erased::Pending(erasure, e) => {
             tracing::error!(clinic = %clinic, erasure = %erasure.id, error = %e, "erasure pending: vectors or blobs remain");
             Ok((StatusCode::ACCEPTED, JsonResponse(erasure)))
         }

@@ -12,12 +12,12 @@ use axum::routing::{get, post, put};
 use axum::{Json as JsonResponse, Router};
 use serde::Deserialize;
 
+use super::AppState;
 use super::access::{self, List};
 use super::error::{Error, Result};
 use super::extract::{Json, Query, RawBody};
-use crate::app::AppState;
 use crate::auth::Principal;
-use crate::authz::Domain;
+use crate::authz::{Domain, Permission};
 use crate::db::plugins::PluginStats;
 use crate::plugins::{ClinicPluginView, InstallError, LimitOverrides, PluginView};
 
@@ -62,7 +62,7 @@ pub async fn list(
     who: Principal,
     Query(query): Query<ListQuery>,
 ) -> Result<JsonResponse<List<PluginView>>> {
-    access::authorize(&state, &who, Domain::Platform, "plugin", "read")?;
+    access::authorize(&state, &who, Domain::Platform, Permission::PLUGIN_READ)?;
     let items = state.plugins.list(query.include_retired).await?;
     Ok(JsonResponse(List {
         items,
@@ -82,7 +82,7 @@ pub async fn install(
     who: Principal,
     RawBody(bytes): RawBody,
 ) -> Result<(StatusCode, JsonResponse<PluginView>)> {
-    access::authorize(&state, &who, Domain::Platform, "plugin", "install")?;
+    access::authorize(&state, &who, Domain::Platform, Permission::PLUGIN_INSTALL)?;
     let plugin = state
         .plugins
         .install(bytes.to_vec(), false, true)
@@ -109,7 +109,7 @@ pub async fn read(
     who: Principal,
     Path(plugin): Path<String>,
 ) -> Result<JsonResponse<PluginView>> {
-    access::authorize(&state, &who, Domain::Platform, "plugin", "read")?;
+    access::authorize(&state, &who, Domain::Platform, Permission::PLUGIN_READ)?;
     let view = state
         .plugins
         .get(&plugin)
@@ -127,7 +127,7 @@ pub async fn stats(
     who: Principal,
     Path(plugin): Path<String>,
 ) -> Result<JsonResponse<PluginStats>> {
-    access::authorize(&state, &who, Domain::Platform, "plugin", "read")?;
+    access::authorize(&state, &who, Domain::Platform, Permission::PLUGIN_READ)?;
     if state.db.plugin(&plugin).await?.is_none() {
         return Err(Error::not_found("plugin_not_found"));
     }
@@ -143,7 +143,7 @@ pub async fn clinic_list(
     who: Principal,
     Path(clinic): Path<String>,
 ) -> Result<JsonResponse<List<ClinicPluginView>>> {
-    let clinic = access::clinic(&state, &who, &clinic, "plugin", "read").await?;
+    let clinic = access::clinic(&state, &who, &clinic, Permission::PLUGIN_READ).await?;
     Ok(JsonResponse(List {
         items: state.plugins.for_clinic(clinic).await?,
         next_cursor: None,
@@ -157,7 +157,7 @@ async fn clinic_plugin(
     clinic: &str,
     plugin: &str,
 ) -> Result<uuid::Uuid> {
-    let clinic = access::clinic(state, who, clinic, "plugin", "update").await?;
+    let clinic = access::clinic(state, who, clinic, Permission::PLUGIN_UPDATE).await?;
     match state.db.plugin(plugin).await? {
         None => Err(Error::not_found("plugin_not_found")),
         Some(row) if row.retired_at.is_some() => Err(Error::conflict(

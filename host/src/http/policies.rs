@@ -18,14 +18,14 @@ use axum::{Json as JsonResponse, Router};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::AppState;
 use super::access;
 use super::error::{Error, Result};
 use super::extract::Json;
-use crate::app::AppState;
 use crate::auth::Principal;
-use crate::authz::{self, CLINIC_ROLES, Decision, Domain};
+use crate::authz::{self, CLINIC_ROLES, Decision, Domain, Permission};
 use crate::db::audit::AuditEvent;
-use crate::db::rbac::{ClinicPolicy, Permission, PolicyChangeError, PolicyScope};
+use crate::db::rbac::{ClinicPolicy, PolicyChangeError, PolicyScope, RolePermission};
 
 /// Policy routes.
 pub fn router() -> Router<AppState> {
@@ -171,7 +171,7 @@ fn validate(doc: &PolicyDocument) -> Result<ClinicPolicy> {
                     "a grant is not in the vocabulary (GET .../policies lists it)",
                 ));
             }
-            permissions.push(Permission {
+            permissions.push(RolePermission {
                 role: role.clone(),
                 resource: grant.resource.clone(),
                 action: grant.action.clone(),
@@ -244,10 +244,11 @@ async fn apply(
     scope: PolicyScope,
     change: Result<ClinicPolicy>,
 ) -> Result<i64> {
-    let may_grant_admin = state
-        .authz
-        .check(&who.subject, Domain::Platform, "policy", "update")
-        == Decision::Allow;
+    let may_grant_admin =
+        state
+            .authz
+            .check(&who.subject, Domain::Platform, Permission::POLICY_UPDATE)
+            == Decision::Allow;
     let mut event = AuditEvent::now(&who.subject, "policy", "update", "succeeded");
     event.clinic_id = Some(clinic);
     event.request_id = who.request_id.clone();
@@ -285,7 +286,7 @@ pub async fn read(
     who: Principal,
     Path(clinic): Path<String>,
 ) -> Result<JsonResponse<PolicyView>> {
-    let clinic = access::clinic(&state, &who, &clinic, "policy", "read").await?;
+    let clinic = access::clinic(&state, &who, &clinic, Permission::POLICY_READ).await?;
     let (policy, version) = state.db.clinic_policy(clinic).await?;
     Ok(JsonResponse(view(policy, version)))
 }
@@ -302,7 +303,7 @@ pub async fn replace(
     Path(clinic): Path<String>,
     Json(doc): Json<PolicyDocument>,
 ) -> Result<JsonResponse<PolicyView>> {
-    let clinic = access::clinic(&state, &who, &clinic, "policy", "update").await?;
+    let clinic = access::clinic(&state, &who, &clinic, Permission::POLICY_UPDATE).await?;
     apply(&state, &who, clinic, PolicyScope::Whole, validate(&doc)).await?;
     let (policy, version) = state.db.clinic_policy(clinic).await?;
     Ok(JsonResponse(view(policy, version)))
@@ -317,7 +318,7 @@ pub async fn read_roles(
     who: Principal,
     Path((clinic, subject)): Path<(String, String)>,
 ) -> Result<JsonResponse<SubjectRoles>> {
-    let clinic = access::clinic(&state, &who, &clinic, "policy", "read").await?;
+    let clinic = access::clinic(&state, &who, &clinic, Permission::POLICY_READ).await?;
     if !authz::valid_subject(&subject) {
         return Err(Error::not_found("subject_not_found"));
     }
@@ -344,7 +345,7 @@ pub async fn replace_roles(
     Path((clinic, subject)): Path<(String, String)>,
     Json(body): Json<SubjectRoles>,
 ) -> Result<JsonResponse<SubjectRoles>> {
-    let clinic = access::clinic(&state, &who, &clinic, "policy", "update").await?;
+    let clinic = access::clinic(&state, &who, &clinic, Permission::POLICY_UPDATE).await?;
     let change = async {
         let (current, _) = state.db.clinic_policy(clinic).await?;
         let mut custom: BTreeMap<String, Vec<Grant>> = BTreeMap::new();

@@ -12,17 +12,17 @@ use axum::routing::get;
 use axum::{Json as JsonResponse, Router};
 use serde::{Deserialize, Serialize};
 
+use super::AppState;
 use super::access::{self, List, PageQuery};
 use super::error::{Error, Result};
 use super::extract::{Json, Query};
-use crate::app::AppState;
 use crate::auth::Principal;
-use crate::db::chunks::Chunk;
+use crate::authz::Permission;
 use crate::db::records::{
-    KINDS, NewRecord, Provenance, Record, RecordFields, RecordFilter, effective_instant,
+    NewRecord, Provenance, Record, RecordFields, RecordFilter, RecordKind, effective_instant,
 };
 use crate::db::{new_id, now};
-use crate::ingest::{chunking, indexing, render};
+use crate::ingest::pipeline::{Origin, PipelineError};
 
 /// Records at most per POST.
 pub const MAX_BATCH: usize = 500;
@@ -86,20 +86,21 @@ pub async fn list(
     Path((clinic, patient)): Path<(String, String)>,
     Query(query): Query<RecordQuery>,
 ) -> Result<JsonResponse<List<Record>>> {
-    let patient = access::patient(&state, &who, &clinic, &patient, "record", "read").await?;
+    let patient = access::patient(&state, &who, &clinic, &patient, Permission::RECORD_READ).await?;
     let page = PageQuery {
         limit: query.limit,
         cursor: query.cursor.clone(),
     }
     .page()?;
-    if let Some(kind) = &query.kind
-        && !KINDS.contains(&kind.as_str())
-    {
-        return Err(Error::invalid(
-            "invalid_filter",
-            format!("kind must be one of {}", KINDS.join(", ")),
-        ));
-    }
+    let kind = match query.kind.as_deref() {
+        None => None,
+        Some(raw) => Some(RecordKind::parse(raw).ok_or_else(|| {
+            Error::invalid(
+                "invalid_filter",
+                format!("kind must be one of {}", RecordKind::list()),
+            )
+        })?),
+    };
     if query
         .code
         .as_ref()
@@ -111,7 +112,7 @@ pub async fn list(
         ));
     }
     let filter = RecordFilter {
-        kind: query.kind.clone(),
+        kind,
         code: query.code.clone(),
         since: time_bound(query.since.as_deref(), "since")?,
         until: time_bound(query.until.as_deref(), "until")?,
@@ -138,7 +139,7 @@ pub async fn read(
     who: Principal,
     Path((clinic, patient, record)): Path<(String, String, String)>,
 ) -> Result<JsonResponse<Record>> {
-    let patient = access::patient(&state, &who, &clinic, &patient, "record", "read").await?;
+    let patient = access::patient(&state, &who, &clinic, &patient, Permission::RECORD_READ).await?;
     let id = access::parse_id(&record, "record_not_found")?;
     state
         .db
@@ -152,8 +153,10 @@ pub async fn read(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRecords {
-    /// 1 to 500 records.
-    pub records: Vec<RecordFields>,
+    /// 1 to 500 records. Each is read on its own, so a problem names the
+    /// record (`records[3].kind ...`).
+    #[schema(value_type = Vec<RecordFields>)]
+    pub records: Vec<serde_json::Value>,
 }
 
 /// Records as stored.
@@ -186,15 +189,27 @@ fn finite(value: Option<f64>, what: &str, at: usize) -> Result<Option<f64>> {
     }
 }
 
+/// Reads one posted record: its shape (the kind parsed once, here), then
+/// every field's bounds.
+pub fn parse_record(raw: serde_json::Value, at: usize) -> Result<RecordFields> {
+    let kind_ok = raw
+        .get("kind")
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|k| RecordKind::parse(k).is_some());
+    if !kind_ok {
+        return Err(Error::invalid(
+            "invalid_record",
+            format!("records[{at}].kind must be one of {}", RecordKind::list()),
+        ));
+    }
+    let fields: RecordFields = serde_json::from_value(raw)
+        .map_err(|e| Error::invalid("invalid_record", format!("records[{at}]: {e}")))?;
+    validate(fields, at)
+}
+
 /// Checks and normalises one posted record.
 pub fn validate(mut f: RecordFields, at: usize) -> Result<RecordFields> {
     let bad = |detail: String| Error::invalid("invalid_record", detail);
-    if !KINDS.contains(&f.kind.as_str()) {
-        return Err(bad(format!(
-            "records[{at}].kind must be one of {}",
-            KINDS.join(", ")
-        )));
-    }
     f.display = bounded(&Some(f.display.clone()), 500, "display", at)?.unwrap_or_default();
     if f.codes.len() > 20 {
         return Err(bad(format!("records[{at}].codes holds at most 20 codings")));
@@ -266,7 +281,8 @@ pub async fn create(
     Path((clinic, patient)): Path<(String, String)>,
     Json(body): Json<NewRecords>,
 ) -> Result<(StatusCode, JsonResponse<Created>)> {
-    let patient = access::patient(&state, &who, &clinic, &patient, "record", "create").await?;
+    let patient =
+        access::patient(&state, &who, &clinic, &patient, Permission::RECORD_CREATE).await?;
     if body.records.is_empty() || body.records.len() > MAX_BATCH {
         return Err(Error::invalid(
             "invalid_record",
@@ -277,83 +293,33 @@ pub async fn create(
         .records
         .into_iter()
         .enumerate()
-        .map(|(i, f)| {
+        .map(|(i, raw)| {
             Ok(NewRecord {
                 id: new_id(),
-                fields: validate(f, i)?,
+                fields: parse_record(raw, i)?,
                 provenance: Provenance::default(),
             })
         })
         .collect::<Result<_>>()?;
-    let embedder = state.embedder().ok_or_else(|| {
-        Error::problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "model_unavailable",
-            "the embedding model is not loaded yet",
-        )
-    })?;
-
-    let at = now();
-    let sections: Vec<_> = records.iter().map(render::record_section).collect();
-    let pieces = {
-        let embedder = embedder.clone();
-        let texts: Vec<(Option<String>, String)> = sections
-            .iter()
-            .map(|s| (s.title.clone(), s.text.clone()))
-            .collect();
-        tokio::task::spawn_blocking(move || {
-            let count = |text: &str| embedder.count_tokens(text).unwrap_or(usize::MAX / 2);
-            texts
-                .iter()
-                .map(|(title, text)| chunking::split(title.as_deref(), text, 0, 0, &count))
-                .collect::<Vec<_>>()
+    let origin = Origin {
+        clinic: patient.clinic_id,
+        patient: patient.id,
+        document: None,
+    };
+    let indexer = state.ingest.indexer();
+    let prepared = indexer
+        .prepare(&origin, &records, Vec::new())
+        .await
+        .map_err(pipeline_error)?;
+    let db = &state.db;
+    indexer
+        .commit(&origin, &prepared, async |chunks| {
+            db.add_records(patient.clinic_id, patient.id, &records, chunks)
+                .await
+                .map(|()| true)
         })
         .await
-        .map_err(anyhow::Error::from)?
-    };
-    let mut chunks = Vec::new();
-    for (record, pieces) in records.iter().zip(pieces) {
-        for (ordinal, p) in pieces.into_iter().enumerate() {
-            chunks.push(Chunk {
-                id: new_id(),
-                clinic_id: patient.clinic_id,
-                patient_id: patient.id,
-                document_id: None,
-                record_id: Some(record.id),
-                ordinal: ordinal as i64,
-                section: p.section,
-                kind: record.fields.kind.clone(),
-                effective_at: record
-                    .fields
-                    .effective
-                    .as_deref()
-                    .and_then(effective_instant),
-                text: p.text,
-                span_start: 0,
-                span_end: 0,
-                page: None,
-                created_at: at,
-            });
-        }
-    }
-    let (rows, _) = indexing::vector_rows(&state.db, &embedder, &chunks)
-        .await
-        .map_err(anyhow::Error::from)?;
-    // Vectors first, invisible until the SQL commit (search resolves through SQL).
-    state
-        .vectors
-        .upsert(patient.clinic_id, &rows)
-        .await
-        .map_err(anyhow::Error::from)?;
-    if let Err(e) = state
-        .db
-        .add_records(patient.clinic_id, patient.id, &records, &chunks)
-        .await
-    {
-        let ids: Vec<_> = chunks.iter().map(|c| c.id).collect();
-        let _ = state.vectors.delete_chunks(patient.clinic_id, &ids).await;
-        return Err(e.into());
-    }
+        .map_err(pipeline_error)?;
     let mut items = Vec::with_capacity(records.len());
     for record in &records {
         if let Some(stored) = state
@@ -368,6 +334,17 @@ pub async fn create(
     Ok((StatusCode::CREATED, JsonResponse(Created { items })))
 }
 
+fn pipeline_error(e: PipelineError) -> Error {
+    match e {
+        PipelineError::ModelUnavailable => Error::problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "model_unavailable",
+            "the embedding model is not loaded yet",
+        ),
+        other => Error::Internal(other.into()),
+    }
+}
+
 /// The patient and every record as a FHIR R4 Bundle.
 #[utoipa::path(get, path = "/api/v1/clinics/{clinic}/patients/{patient}/fhir", tag = "records",
     params(("clinic" = String, Path), ("patient" = String, Path)),
@@ -378,7 +355,7 @@ pub async fn fhir(
     Path((clinic, patient)): Path<(String, String)>,
 ) -> Result<axum::response::Response> {
     use axum::response::IntoResponse;
-    let patient = access::patient(&state, &who, &clinic, &patient, "record", "read").await?;
+    let patient = access::patient(&state, &who, &clinic, &patient, Permission::RECORD_READ).await?;
     let records = state.db.all_records(patient.clinic_id, patient.id).await?;
     let bundle = crate::fhir::bundle(&patient, &records, now());
     Ok((

@@ -14,12 +14,12 @@ use axum::{Json as JsonResponse, Router};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::AppState;
 use super::access::{self, List, PageQuery};
 use super::error::{Error, Result};
 use super::extract::{Json, Query};
-use crate::app::AppState;
 use crate::auth::Principal;
-use crate::authz::{BUILTIN_ROLES, Decision, Domain};
+use crate::authz::{BUILTIN_ROLES, Decision, Domain, Permission};
 use crate::db::audit::AuditEvent;
 use crate::db::tokens::ApiToken;
 
@@ -94,7 +94,7 @@ pub async fn create(
             ));
         }
         ("platform-admin", None) => {
-            access::authorize(&state, &who, Domain::Platform, "token", "create")?
+            access::authorize(&state, &who, Domain::Platform, Permission::TOKEN_CREATE)?
         }
         (_, None) => {
             return Err(Error::invalid(
@@ -103,10 +103,10 @@ pub async fn create(
             ));
         }
         (role, Some(clinic)) => {
-            access::clinic(&state, &who, &clinic.to_string(), "token", "create").await?;
+            access::clinic(&state, &who, &clinic.to_string(), Permission::TOKEN_CREATE).await?;
             if role == "clinic-admin" {
                 // Only platform admins make clinic admins.
-                access::authorize(&state, &who, Domain::Platform, "token", "create")?;
+                access::authorize(&state, &who, Domain::Platform, Permission::TOKEN_CREATE)?;
             }
         }
     }
@@ -158,9 +158,9 @@ pub async fn list(
     }
     .page()?;
     let clinic = match &query.clinic {
-        Some(raw) => Some(access::clinic(&state, &who, raw, "token", "read").await?),
+        Some(raw) => Some(access::clinic(&state, &who, raw, Permission::TOKEN_READ).await?),
         None => {
-            access::authorize(&state, &who, Domain::Platform, "token", "read")?;
+            access::authorize(&state, &who, Domain::Platform, Permission::TOKEN_READ)?;
             None
         }
     };
@@ -187,16 +187,17 @@ pub async fn revoke(
     let platform = || {
         state
             .authz
-            .check(&who.subject, Domain::Platform, "token", "delete")
+            .check(&who.subject, Domain::Platform, Permission::TOKEN_DELETE)
     };
     let decision = match found.as_ref() {
         None => Decision::Invisible,
         Some(t) => match (t.clinic_id, t.role.as_str()) {
             (Some(clinic), role) => {
-                match state
-                    .authz
-                    .check(&who.subject, Domain::Clinic(clinic), "token", "delete")
-                {
+                match state.authz.check(
+                    &who.subject,
+                    Domain::Clinic(clinic),
+                    Permission::TOKEN_DELETE,
+                ) {
                     Decision::Allow if role == "clinic-admin" => match platform() {
                         Decision::Allow => Decision::Allow,
                         _ => Decision::Deny,
@@ -212,7 +213,15 @@ pub async fn revoke(
     };
     if decision != Decision::Allow {
         let clinic = found.as_ref().and_then(|t| t.clinic_id);
-        access::audit(&state, &who, clinic, None, "token", "delete", "denied").await?;
+        access::audit(
+            &state,
+            &who,
+            clinic,
+            None,
+            Permission::TOKEN_DELETE,
+            "denied",
+        )
+        .await?;
         return Err(match decision {
             Decision::Deny => Error::forbidden(),
             _ => Error::not_found("token_not_found"),

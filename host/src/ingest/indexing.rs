@@ -71,9 +71,11 @@ pub async fn vector_rows(
     }
 
     // The rest through the model, a batch at a time.
-    let missing: Vec<usize> = (0..chunks.len())
+    let mut missing: Vec<usize> = (0..chunks.len())
         .filter(|&i| !cached.contains_key(&(chunks[i].patient_id, keys[i].clone())))
         .collect();
+    // Texts of similar length share a batch, so a batch pads little.
+    missing.sort_by_key(|&i| texts[i].len());
     let reused = chunks.len() - missing.len();
     let mut fresh: HashMap<usize, Vec<f32>> = HashMap::new();
     for batch in missing.chunks(BATCH) {

@@ -10,13 +10,10 @@
 //! that moment, which holds for one instance per data folder.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::indexing;
-use crate::app::App;
-use crate::db::patients::Erasure;
+use super::{Ingest, indexing};
 use crate::memory::SCHEMA_VERSION;
 use crate::ml::{DIM, MODEL_ID};
 
@@ -34,22 +31,7 @@ pub struct Sweep {
     pub erasures: usize,
 }
 
-/// Removes an erased patient's vectors (from every table version) and blobs,
-/// then marks the erasure complete.
-pub async fn finish_erasure(app: &App, erasure: &Erasure) -> anyhow::Result<Erasure> {
-    app.vectors
-        .erase_patient(erasure.clinic_id, erasure.patient_id)
-        .await?;
-    app.blobs
-        .erase_patient(erasure.clinic_id, erasure.patient_id)
-        .await?;
-    app.db
-        .complete_erasure(erasure.id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the erasure record vanished"))
-}
-
-async fn all_clinics(app: &App) -> anyhow::Result<Vec<Uuid>> {
+async fn all_clinics(app: &Ingest) -> anyhow::Result<Vec<Uuid>> {
     let mut ids = Vec::new();
     let mut after = None;
     loop {
@@ -65,12 +47,10 @@ async fn all_clinics(app: &App) -> anyhow::Result<Vec<Uuid>> {
 
 /// The part of the sweep that needs no model: erasures, orphan vectors,
 /// orphan blobs. Run before the server listens.
-pub async fn sweep_orphans(app: &App) -> anyhow::Result<Sweep> {
+pub async fn sweep_orphans(app: &Ingest) -> anyhow::Result<Sweep> {
     let mut sweep = Sweep::default();
-    for erasure in app.db.pending_erasures().await? {
-        finish_erasure(app, &erasure).await?;
-        sweep.erasures += 1;
-    }
+    // Never blocks start-up: what fails stays pending for the background retry.
+    sweep.erasures = app.forget.finish_pending().await;
     for clinic in all_clinics(app).await? {
         let committed: HashSet<Uuid> = app.db.clinic_chunk_ids(clinic).await?.into_iter().collect();
         let indexed = app.vectors.chunk_ids(clinic).await?;
@@ -113,8 +93,8 @@ pub async fn sweep_orphans(app: &App) -> anyhow::Result<Sweep> {
 /// Embeds and indexes committed chunks missing from the index (after a crash
 /// between the SQL commit and the vector write of a posted record, or after
 /// a partial reindex). Needs the model.
-pub async fn index_missing(app: &Arc<App>) -> anyhow::Result<usize> {
-    let Some(embedder) = app.embedder() else {
+pub async fn index_missing(app: &Ingest) -> anyhow::Result<usize> {
+    let Some(embedder) = app.models.embedder() else {
         anyhow::bail!("the embedding model is not loaded");
     };
     let mut added = 0;
@@ -146,8 +126,8 @@ pub async fn index_missing(app: &Arc<App>) -> anyhow::Result<usize> {
 /// cached embeddings of the current model; records what each was built with.
 /// Returns the number of chunks indexed and how many of their vectors came
 /// from the cache.
-pub async fn reindex(app: &Arc<App>, only: Option<Uuid>) -> anyhow::Result<(usize, usize)> {
-    let Some(embedder) = app.embedder() else {
+pub async fn reindex(app: &Ingest, only: Option<Uuid>) -> anyhow::Result<(usize, usize)> {
+    let Some(embedder) = app.models.embedder() else {
         anyhow::bail!("the embedding model is not loaded");
     };
     let clinics = match only {
@@ -181,7 +161,7 @@ pub async fn reindex(app: &Arc<App>, only: Option<Uuid>) -> anyhow::Result<(usiz
 /// Compares every clinic's vector table with what this build writes; returns
 /// the problems (empty when all agree). Tables written by this build before
 /// their first check are recorded as such.
-pub async fn index_problems(app: &App) -> anyhow::Result<Vec<String>> {
+pub async fn index_problems(app: &Ingest) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
     for clinic in all_clinics(app).await? {
         let Some(columns) = app.vectors.columns(clinic).await? else {
@@ -207,4 +187,57 @@ pub async fn index_problems(app: &App) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(problems)
+}
+
+impl Ingest {
+    /// Brings SQL, blobs and vectors into agreement after whatever stopped the
+    /// last process, and checks each vector table against the loaded model.
+    /// Run before the server listens.
+    pub async fn prepare(&self) -> anyhow::Result<()> {
+        let sweep = sweep_orphans(self).await?;
+        if sweep != Sweep::default() {
+            tracing::warn!(
+                orphan_vectors = sweep.orphan_vectors,
+                orphan_blobs = sweep.orphan_blobs,
+                erasures = sweep.erasures,
+                "repaired state left by an interrupted process"
+            );
+        }
+        self.check_index().await
+    }
+
+    /// Re-checks the vector tables against the loaded model (for `/ready`).
+    pub async fn check_index(&self) -> anyhow::Result<()> {
+        let problems = index_problems(self).await?;
+        for problem in &problems {
+            tracing::error!(problem = %problem, "vector index does not match this server");
+        }
+        *self
+            .index_problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = problems;
+        Ok(())
+    }
+
+    /// After the model loaded: requeues jobs a stopped process left running,
+    /// indexes committed chunks missing from the index, then works jobs until
+    /// the process ends.
+    pub async fn resume(self: std::sync::Arc<Self>) {
+        match self.db.requeue_running_jobs(super::MAX_INTERRUPTIONS).await {
+            Ok(n) if n > 0 => tracing::warn!(jobs = n, "requeued jobs interrupted by a restart"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "could not requeue interrupted jobs"),
+        }
+        if self.models.embedder().is_some() && self.index_problems().is_empty() {
+            match index_missing(&self).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    chunks = n,
+                    "indexed committed chunks missing from the vector index"
+                ),
+                Err(e) => tracing::error!(error = %e, "could not index missing chunks"),
+            }
+        }
+        self.run().await;
+    }
 }

@@ -1,5 +1,12 @@
 //! The ingestion pipeline: upload -> sniff -> parse (plugin) -> chunk -> embed
-//! -> index, run as durable jobs.
+//! -> index, run as durable jobs, and the upkeep that keeps SQL, blobs and the
+//! vector index in agreement.
+//!
+//! Owns: the job worker ([`Ingest::run`]), the indexing pipeline
+//! ([`pipeline::Indexer`], also used by `POST .../records`), the type sniffer,
+//! chunking, the rendering of records as sentences, and the start-up sweep and
+//! reindex ([`maintenance`]). Uses: `db`, `blobs`, `plugins` (parsers), `ml`
+//! (the embedder) and `memory` (the vector index, forgetting). Nothing above it.
 //!
 //! The upload handler stores the bytes and queues a job in one transaction; a
 //! worker claims jobs from the database, so a restart resumes where it left off.
@@ -7,16 +14,83 @@
 //! succeeded; vectors are written first and are invisible until then, because
 //! search resolves hits through SQL.
 
-pub mod blobs;
 pub mod chunking;
 pub mod indexing;
 pub mod maintenance;
+pub mod pipeline;
 pub mod render;
 pub mod sniff;
 mod worker;
 
-pub use worker::{MAX_ATTEMPTS, Worker, backoff, run_job};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+pub use worker::{JobFailure, MAX_ATTEMPTS, backoff, run_job};
+
+use crate::blobs::BlobStore;
+use crate::db::Db;
+use crate::memory::{Forget, VectorStore};
+use crate::ml::Models;
+use crate::plugins::Plugins;
+use pipeline::Indexer;
 
 /// Starts of a job cut short by the process stopping before the job is failed
 /// as `interrupted` rather than tried again.
 pub const MAX_INTERRUPTIONS: i64 = 10;
+
+/// The ingestion service: what the worker, the pipeline and the upkeep use.
+pub struct Ingest {
+    db: Db,
+    blobs: Arc<BlobStore>,
+    plugins: Arc<Plugins>,
+    vectors: Arc<VectorStore>,
+    models: Models,
+    forget: Arc<Forget>,
+    indexer: Indexer,
+    wake: Notify,
+    index_problems: Mutex<Vec<String>>,
+}
+
+impl Ingest {
+    /// The service over these stores and engines.
+    pub fn new(
+        db: Db,
+        blobs: Arc<BlobStore>,
+        plugins: Arc<Plugins>,
+        vectors: Arc<VectorStore>,
+        models: Models,
+        forget: Arc<Forget>,
+    ) -> Ingest {
+        Ingest {
+            indexer: Indexer::new(db.clone(), vectors.clone(), models.clone()),
+            db,
+            blobs,
+            plugins,
+            vectors,
+            models,
+            forget,
+            wake: Notify::new(),
+            index_problems: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The indexing pipeline.
+    pub fn indexer(&self) -> &Indexer {
+        &self.indexer
+    }
+
+    /// Tells the worker there is work.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Why the vector index cannot be used as it is, if it cannot (as of the
+    /// last [`Ingest::check_index`]).
+    pub fn index_problems(&self) -> Vec<String> {
+        self.index_problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}

@@ -1,31 +1,31 @@
 //! Clinical records rendered as sentences, so that search finds structured data
 //! ("what was her last A1c?" reaches a lab value that came from an HL7 message).
 
-use crate::db::records::{NewRecord, RecordFields};
+use crate::db::records::{NewRecord, RecordFields, RecordKind};
 use crate::plugins::document_parser::TextSection;
-use crate::plugins::types::{RecordKind, Span};
+use crate::plugins::types::{self, Span};
 
-/// The stored name of a record kind.
-pub fn kind(kind: RecordKind) -> &'static str {
+/// The kind of a record a parser found (the contract's enum, mapped once).
+pub fn kind(kind: types::RecordKind) -> RecordKind {
     match kind {
-        RecordKind::Observation => "observation",
-        RecordKind::Medication => "medication",
-        RecordKind::Condition => "condition",
-        RecordKind::Allergy => "allergy",
-        RecordKind::Encounter => "encounter",
-        RecordKind::Note => "note",
+        types::RecordKind::Observation => RecordKind::Observation,
+        types::RecordKind::Medication => RecordKind::Medication,
+        types::RecordKind::Condition => RecordKind::Condition,
+        types::RecordKind::Allergy => RecordKind::Allergy,
+        types::RecordKind::Encounter => RecordKind::Encounter,
+        types::RecordKind::Note => RecordKind::Note,
     }
 }
 
 /// A section of text that states one record, spanning where it came from.
 pub fn record_section(record: &NewRecord) -> TextSection {
-    let title = match record.fields.kind.as_str() {
-        "observation" => "Observation",
-        "medication" => "Medication",
-        "condition" => "Condition",
-        "allergy" => "Allergy",
-        "encounter" => "Encounter",
-        _ => "Note",
+    let title = match record.fields.kind {
+        RecordKind::Observation => "Observation",
+        RecordKind::Medication => "Medication",
+        RecordKind::Condition => "Condition",
+        RecordKind::Allergy => "Allergy",
+        RecordKind::Encounter => "Encounter",
+        RecordKind::Note => "Note",
     };
     let span = &record.provenance;
     TextSection {
@@ -98,7 +98,7 @@ mod tests {
     #[test]
     fn a_lab_result_reads_as_a_sentence() {
         let record = RecordFields {
-            kind: "observation".into(),
+            kind: RecordKind::Observation,
             codes: Vec::new(),
             display: "Hemoglobin A1c".into(),
             status: Some("final".into()),

@@ -1,19 +1,44 @@
 //! Media-type sniffing from the bytes. The client's `Content-Type` is recorded
 //! but never trusted.
 
-/// The media type of `bytes`, judged from their content alone.
+/// How much of an upload the sniffer looks at beyond the UTF-8 check: a
+/// judgement never costs more than this, whatever the upload's size.
+pub const SNIFF_BYTES: usize = 64 * 1024;
+
+/// Bytes that frame content rather than belong to it: a UTF-8 byte-order mark
+/// and MLLP's start-of-block and end-of-block characters.
+const FRAMING: [char; 3] = ['\u{feff}', '\x0b', '\x1c'];
+
+/// The media type of `bytes`, judged from their content alone, looking at
+/// most at the first [`SNIFF_BYTES`] (plus a UTF-8 validity check, which
+/// allocates nothing): nothing is parsed into a tree.
 pub fn media_type(bytes: &[u8]) -> &'static str {
     if bytes.starts_with(b"%PDF-") {
         return "application/pdf";
     }
-    // HL7 v2 is often ISO 8859-1 rather than UTF-8; the parser decides.
-    let lead = bytes.iter().take_while(|b| b.is_ascii_whitespace()).count();
-    if bytes[lead..].starts_with(b"MSH|") {
+    let head_bytes = &bytes[..bytes.len().min(SNIFF_BYTES)];
+    // HL7 v2 is often ISO 8859-1 rather than UTF-8; the parser decides. A
+    // batch file opens with FHS or BHS; MLLP frames start with VT.
+    let hl7_head = String::from_utf8_lossy(&head_bytes[..head_bytes.len().min(64)]);
+    let hl7_head =
+        hl7_head.trim_start_matches(|c: char| c.is_ascii_whitespace() || FRAMING.contains(&c));
+    if ["MSH|", "FHS|", "BHS|"]
+        .iter()
+        .any(|h| hl7_head.starts_with(h))
+    {
         return "application/x-hl7-v2+er7";
     }
-    let Ok(text) = std::str::from_utf8(bytes) else {
+    if std::str::from_utf8(bytes).is_err() {
         return "application/octet-stream";
-    };
+    }
+    // `bytes` is UTF-8, so cutting at the last character boundary of the head
+    // gives valid text.
+    let mut cut = head_bytes.len();
+    while std::str::from_utf8(&head_bytes[..cut]).is_err() {
+        cut -= 1;
+    }
+    let truncated = cut < bytes.len();
+    let text = std::str::from_utf8(&head_bytes[..cut]).unwrap_or_default();
     let text = text.trim_start_matches('\u{feff}');
     if !is_text(text) {
         return "application/octet-stream";
@@ -24,7 +49,7 @@ pub fn media_type(bytes: &[u8]) -> &'static str {
         if head.contains("\"resourceType\"") {
             return "application/fhir+json";
         }
-        if serde_json::from_str::<serde_json::Value>(head).is_ok() {
+        if looks_like_json(head, truncated) {
             return "application/json";
         }
     }
@@ -36,6 +61,15 @@ pub fn media_type(bytes: &[u8]) -> &'static str {
         };
     }
     "text/plain"
+}
+
+/// Whether `head` is JSON, or the start of JSON when `truncated`: checked with
+/// a deserializer that keeps nothing (depth is bounded by serde_json).
+fn looks_like_json(head: &str, truncated: bool) -> bool {
+    match serde_json::from_str::<serde::de::IgnoredAny>(head) {
+        Ok(_) => true,
+        Err(e) => truncated && e.is_eof(),
+    }
 }
 
 /// Text has no NULs and almost no control characters other than whitespace.
@@ -88,5 +122,28 @@ mod tests {
             media_type(&[1, 2, 3, 4, 5, 6, 7, 8]),
             "application/octet-stream"
         );
+    }
+
+    #[test]
+    fn hl7_behind_a_byte_order_mark_framing_or_a_batch_header() {
+        for head in [
+            &b"\xef\xbb\xbfMSH|^~\\&|LAB|"[..],
+            b"\x0bMSH|^~\\&|LAB|",
+            b"FHS|^~\\&|LAB\rBHS|^~\\&|LAB\rMSH|^~\\&|",
+            b"BHS|^~\\&|LAB\rMSH|^~\\&|",
+        ] {
+            assert_eq!(media_type(head), "application/x-hl7-v2+er7", "{head:?}");
+        }
+    }
+
+    #[test]
+    fn large_json_is_judged_from_its_head() {
+        let zeros = format!("[{}0]", "0,".repeat(3_000_000));
+        assert_eq!(media_type(zeros.as_bytes()), "application/json");
+        let broken = format!("[{}0,}}", "0,".repeat(10));
+        assert_eq!(media_type(broken.as_bytes()), "text/plain");
+        let mut fhir = String::from("{\"resourceType\":\"Bundle\",\"entry\":[");
+        fhir.push_str(&"{\"fullUrl\":\"x\"},".repeat(100_000));
+        assert_eq!(media_type(fhir.as_bytes()), "application/fhir+json");
     }
 }

@@ -3,45 +3,29 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
-
-use super::indexing::{self, IndexError};
-use super::{chunking, render};
-use crate::app::App;
-use crate::db::chunks::Chunk;
+use super::Ingest;
+use super::pipeline::{Committed, Origin, PipelineError};
+use super::render;
 use crate::db::documents::Document;
 use crate::db::jobs::Job;
-use crate::db::records::{
-    Coding, Detail, NewRecord, Provenance, Range, RecordFields, Value, effective_instant,
-};
-use crate::db::{new_id, now};
-use crate::plugins::document_parser::TextSection;
+use crate::db::new_id;
+use crate::db::now;
+use crate::db::records::{Coding, Detail, NewRecord, Provenance, Range, RecordFields, Value};
 use crate::plugins::types::ClinicalRecord;
-use crate::plugins::{CallError, CallFor};
+use crate::plugins::{CallError, CallFor, PluginFailure};
 
 /// How long an idle worker sleeps before polling again without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(2);
 
-/// Wakes the worker when a job is queued.
-#[derive(Clone, Default)]
-pub struct Worker {
-    wake: Arc<Notify>,
-}
-
-impl Worker {
-    /// Tells the worker there is work.
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
+impl Ingest {
     /// Runs jobs until the process ends.
-    pub async fn run(self, app: Arc<App>) {
+    pub async fn run(self: Arc<Self>) {
         loop {
-            match app.db.claim_job().await {
+            match self.db.claim_job().await {
                 Ok(Some(job)) => {
                     let id = job.id;
-                    if let Err(failure) = run_job(&app, &job).await {
-                        settle(&app, &job, failure).await;
+                    if let Err(failure) = run_job(&self, &job).await {
+                        settle(&self, &job, failure).await;
                     } else {
                         tracing::info!(job = %id, "ingestion job succeeded");
                         metrics::counter!("ingest_jobs_total", "outcome" => "succeeded")
@@ -71,6 +55,9 @@ pub struct JobFailure {
     /// A transient failure (the store, the model) is retried with back-off; a
     /// permanent one (the document itself) fails the job at once.
     pub transient: bool,
+    /// When to try again instead of the back-off (a paused plugin: after its
+    /// cool-down).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 fn permanent(code: &'static str, detail: impl Into<String>) -> JobFailure {
@@ -78,6 +65,7 @@ fn permanent(code: &'static str, detail: impl Into<String>) -> JobFailure {
         code,
         detail: detail.into(),
         transient: false,
+        retry_after: None,
     }
 }
 
@@ -86,6 +74,7 @@ fn transient(code: &'static str, detail: impl std::fmt::Display) -> JobFailure {
         code,
         detail: detail.to_string(),
         transient: true,
+        retry_after: None,
     }
 }
 
@@ -100,7 +89,7 @@ pub fn backoff(attempts: i64) -> chrono::TimeDelta {
 
 /// Settles a failed attempt: retry later or fail for good. A failed
 /// document keeps no vectors.
-async fn settle(app: &Arc<App>, job: &Job, failure: JobFailure) {
+async fn settle(app: &Ingest, job: &Job, failure: JobFailure) {
     let retry = failure.transient && job.attempts < MAX_ATTEMPTS;
     let outcome = if retry { "retried" } else { failure.code };
     tracing::warn!(job = %job.id, code = failure.code, attempt = job.attempts, retry, "ingestion attempt failed");
@@ -111,7 +100,11 @@ async fn settle(app: &Arc<App>, job: &Job, failure: JobFailure) {
                 job.id,
                 failure.code,
                 &failure.detail,
-                now() + backoff(job.attempts),
+                now()
+                    + failure
+                        .retry_after
+                        .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+                        .unwrap_or_else(|| backoff(job.attempts)),
             )
             .await
     } else {
@@ -135,7 +128,7 @@ fn new_record(document: &Document, record: &ClinicalRecord) -> NewRecord {
     NewRecord {
         id: new_id(),
         fields: RecordFields {
-            kind: render::kind(record.kind).to_owned(),
+            kind: render::kind(record.kind),
             codes: record
                 .codes
                 .iter()
@@ -180,7 +173,7 @@ fn new_record(document: &Document, record: &ClinicalRecord) -> NewRecord {
 }
 
 /// Runs one claimed job: parse, store records, chunk, embed, index, commit.
-pub async fn run_job(app: &Arc<App>, job: &Job) -> Result<(), JobFailure> {
+pub async fn run_job(app: &Ingest, job: &Job) -> Result<(), JobFailure> {
     let document = app
         .db
         .document_in_clinic(job.clinic_id, job.document_id)
@@ -220,121 +213,64 @@ pub async fn run_job(app: &Arc<App>, job: &Job) -> Result<(), JobFailure> {
         .parse(&parser, ctx, &who, &document.media_type, Arc::new(bytes))
         .await
         .map_err(|e| match e {
+            // Paused for this clinic: try again once the breaker lets a call through.
+            CallError::Plugin(f @ PluginFailure::CircuitOpen) => JobFailure {
+                retry_after: Some(app.plugins.cool_down()),
+                ..transient(f.code(), f.to_string())
+            },
             CallError::Plugin(f) => permanent(f.code(), f.to_string()),
             CallError::Audit(m) => transient("audit_failed", m),
         })?;
     tracing::debug!(job = %job.id, fuel = outcome.fuel_used, elapsed_ms = outcome.elapsed.as_millis() as u64, "parsed");
     let _ = app.db.set_job_progress(job.id, 0.3).await;
 
-    let embedder = app
-        .embedder()
-        .ok_or_else(|| transient("model_unavailable", "the embedding model is not loaded"))?;
     let records: Vec<NewRecord> = parsed
         .records
         .iter()
         .map(|r| new_record(&document, r))
         .collect();
-
-    // Document text is a note dated by its upload; a record's rendering
-    // carries the record's kind and time, so "her last A1c" finds an HL7 result.
-    let mut sections: Vec<(TextSection, Option<&NewRecord>)> =
-        parsed.sections.into_iter().map(|s| (s, None)).collect();
-    sections.extend(
-        records
-            .iter()
-            .map(|stored| (render::record_section(stored), Some(stored))),
-    );
-    let pieces = {
-        let embedder = embedder.clone();
-        let input: Vec<(Option<String>, String, usize, usize)> = sections
-            .iter()
-            .map(|(s, _)| {
-                (
-                    s.title.clone(),
-                    s.text.clone(),
-                    s.source.start as usize,
-                    s.source.end as usize,
-                )
-            })
-            .collect();
-        tokio::task::spawn_blocking(move || {
-            let count = |text: &str| embedder.count_tokens(text).unwrap_or(usize::MAX / 2);
-            input
-                .iter()
-                .map(|(title, text, start, end)| {
-                    chunking::split(title.as_deref(), text, *start, *end, &count)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| transient("internal", e))?
+    let origin = Origin {
+        clinic: job.clinic_id,
+        patient: document.patient_id,
+        document: Some((document.id, document.created_at)),
     };
-
-    let at = now();
-    let mut chunks = Vec::new();
-    for ((section, record), pieces) in sections.iter().zip(pieces) {
-        for p in pieces {
-            chunks.push(Chunk {
-                id: new_id(),
-                clinic_id: job.clinic_id,
-                patient_id: document.patient_id,
-                document_id: Some(document.id),
-                record_id: record.map(|r| r.id),
-                ordinal: chunks.len() as i64,
-                section: p.section,
-                kind: record.map_or("note".to_owned(), |r| r.fields.kind.clone()),
-                effective_at: match record {
-                    Some(r) => r.fields.effective.as_deref().and_then(effective_instant),
-                    None => Some(document.created_at),
-                },
-                text: p.text,
-                span_start: p.start as i64,
-                span_end: p.end as i64,
-                page: section.source.page.map(i64::from),
-                created_at: at,
-            });
-        }
-    }
-    let (rows, reused) = indexing::vector_rows(&app.db, &embedder, &chunks)
+    let prepared = app
+        .indexer
+        .prepare(&origin, &records, parsed.sections)
         .await
-        .map_err(|e| match e {
-            IndexError::Db(e) => transient("database_unavailable", e),
-            IndexError::Model(m) => transient("model_failed", m),
-        })?;
-    tracing::debug!(job = %job.id, chunks = chunks.len(), reused, "embedded");
+        .map_err(pipeline_failure)?;
+    tracing::debug!(job = %job.id, chunks = prepared.chunks.len(), reused = prepared.reused, "embedded");
     let _ = app.db.set_job_progress(job.id, 0.8).await;
 
-    // Vectors first: until the SQL commit below they resolve to no chunk and
-    // search ignores them; a crash in between is repaired by the retry, which
-    // replaces them, or by the reconciliation at start.
-    app.vectors
-        .replace_document(job.clinic_id, document.id, &rows)
-        .await
-        .map_err(|e| transient("vector_store_failed", e))?;
+    let db = &app.db;
     let committed = app
-        .db
-        .complete_job(job, document.patient_id, &records, &chunks)
+        .indexer
+        .commit(&origin, &prepared, async |chunks| {
+            db.complete_job(job, document.patient_id, &records, chunks)
+                .await
+        })
         .await
-        .map_err(|e| transient("database_unavailable", e))?;
-    if !committed {
-        // The document was deleted (or its patient erased) meanwhile: take
-        // back the vectors written above, and if the patient is gone, prune
-        // them from older table versions as the erasure did.
-        let _ = app
-            .vectors
-            .delete_document(job.clinic_id, document.id)
+        .map_err(pipeline_failure)?;
+    if committed == Committed::Gone {
+        app.forget
+            .withdraw_document(job.clinic_id, document.patient_id, document.id)
             .await;
-        if let Ok(false) = app
-            .db
-            .patient_exists(job.clinic_id, document.patient_id)
-            .await
-        {
-            let _ = app
-                .vectors
-                .erase_patient(job.clinic_id, document.patient_id)
-                .await;
-        }
         return Err(permanent("document_missing", "the document was deleted"));
     }
     Ok(())
+}
+
+/// Every pipeline failure is transient: the store or the model may recover.
+fn pipeline_failure(e: PipelineError) -> JobFailure {
+    match e {
+        PipelineError::ModelUnavailable => {
+            transient("model_unavailable", "the embedding model is not loaded")
+        }
+        PipelineError::Embed(super::indexing::IndexError::Db(e)) | PipelineError::Commit(e) => {
+            transient("database_unavailable", e)
+        }
+        PipelineError::Embed(super::indexing::IndexError::Model(m)) => transient("model_failed", m),
+        PipelineError::Vectors(m) => transient("vector_store_failed", m),
+        PipelineError::Internal(m) => transient("internal", m),
+    }
 }

@@ -17,6 +17,16 @@ pub struct BreakerPolicy {
     pub cool_down: Duration,
 }
 
+impl BreakerPolicy {
+    /// The host's policy from the settings.
+    pub fn from_settings(settings: &crate::config::Settings) -> BreakerPolicy {
+        BreakerPolicy {
+            threshold: settings.plugin_breaker_threshold.max(1),
+            cool_down: Duration::from_millis(settings.plugin_breaker_cooldown_ms),
+        }
+    }
+}
+
 impl Default for BreakerPolicy {
     fn default() -> Self {
         BreakerPolicy {

@@ -1,364 +1,30 @@
-//! The sandbox: engine configuration, per-call stores, limits, host imports,
-//! output checks and failure classification.
+//! The engine: one wasmtime engine and linker for every plugin, the epoch
+//! ticker, and the calls of each kind (a fresh store and instance per call,
+//! classified into a [`PluginFailure`] or a result checked by [`super::output`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
-use wasmtime_wasi::{
-    Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView,
-};
 
 use super::bindings::{
     clinical_rules, config, document_parser, evidence_retriever, log, parser, retriever, rule,
     search, types,
 };
-use super::registry::InstalledPlugin;
+use super::failure::{CallOutcome, PluginFailure};
+use super::limits::Limits;
+use super::output::{check_cards, check_parsed, truncate};
+use super::sandbox::{CallContext, CallState, MemoryCap, SearchFn, deterministic_wasi};
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
-/// Log messages kept per call; more are counted but dropped.
-const MAX_LOG_MESSAGES: usize = 64;
-/// Bytes of log text kept per call.
-const MAX_LOG_BYTES: usize = 16 * 1024;
-/// Host searches one retriever call may make.
-const MAX_SEARCHES_PER_CALL: u32 = 16;
-/// Hits one host search returns at most.
-const MAX_HITS_PER_SEARCH: u32 = 50;
-/// Longest card summary (CDS Hooks).
-const MAX_SUMMARY_CHARS: usize = 140;
-
-/// The limits of one plugin call.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Limits {
-    /// Fuel units (roughly wasm instructions): the deterministic budget.
-    pub fuel: u64,
-    /// Linear memory cap in bytes; growing past it traps.
-    pub memory_bytes: usize,
-    /// Wall-clock deadline in milliseconds: the backstop.
-    pub deadline_ms: u64,
-    /// Largest input handed to a plugin, in bytes; larger inputs are refused
-    /// before the call.
-    pub max_input_bytes: usize,
-    /// Largest output accepted from a plugin, in bytes of text.
-    pub max_output_bytes: usize,
-}
-
-/// A clinic's overrides of the limits; each must stay within the host's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LimitOverrides {
-    /// Fuel per call.
-    pub fuel: Option<u64>,
-    /// Memory cap in bytes.
-    pub memory_bytes: Option<usize>,
-    /// Deadline in milliseconds.
-    pub deadline_ms: Option<u64>,
-    /// Input cap in bytes.
-    pub max_input_bytes: Option<usize>,
-    /// Output cap in bytes.
-    pub max_output_bytes: Option<usize>,
-}
-
-impl Limits {
-    /// These limits with `overrides` applied, or the name of the first
-    /// override outside `1..=self` (the host's limits are the ceiling).
-    pub fn with(&self, overrides: &LimitOverrides) -> Result<Limits, &'static str> {
-        fn pick<T: Copy + PartialOrd + From<u8>>(
-            ceiling: T,
-            wanted: Option<T>,
-            name: &'static str,
-        ) -> Result<T, &'static str> {
-            match wanted {
-                None => Ok(ceiling),
-                Some(v) if v >= T::from(1) && v <= ceiling => Ok(v),
-                Some(_) => Err(name),
-            }
-        }
-        Ok(Limits {
-            fuel: pick(self.fuel, overrides.fuel, "fuel")?,
-            memory_bytes: pick(self.memory_bytes, overrides.memory_bytes, "memory_bytes")?,
-            deadline_ms: pick(self.deadline_ms, overrides.deadline_ms, "deadline_ms")?,
-            max_input_bytes: pick(
-                self.max_input_bytes,
-                overrides.max_input_bytes,
-                "max_input_bytes",
-            )?,
-            max_output_bytes: pick(
-                self.max_output_bytes,
-                overrides.max_output_bytes,
-                "max_output_bytes",
-            )?,
-        })
-    }
-}
-
-/// Why a plugin call failed. Each has a stable code.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum PluginFailure {
-    /// The fuel budget ran out.
-    #[error("the plugin ran out of fuel")]
-    FuelExhausted,
-    /// The wall-clock deadline passed.
-    #[error("the plugin exceeded its deadline")]
-    DeadlineExceeded,
-    /// The plugin tried to grow memory past its cap.
-    #[error("the plugin exceeded its memory limit")]
-    MemoryExceeded,
-    /// The plugin trapped (panic, unreachable, stack overflow, ...).
-    #[error("the plugin trapped: {0}")]
-    Trapped(String),
-    /// The input is larger than plugins may receive.
-    #[error("the input is larger than the plugin input limit")]
-    InputTooLarge,
-    /// The plugin returned more than the output limit.
-    #[error("the plugin output exceeded the limit")]
-    OutputTooLarge,
-    /// The plugin returned output that breaks the contract.
-    #[error("the plugin returned invalid output: {0}")]
-    InvalidOutput(String),
-    /// The plugin rejected the input as malformed.
-    #[error("the plugin rejected the input: {0}")]
-    InvalidInput(String),
-    /// The plugin does not support this input.
-    #[error("the plugin does not support this input: {0}")]
-    Unsupported(String),
-    /// The plugin reported an internal error or exhausted its own resources.
-    #[error("the plugin failed: {0}")]
-    Internal(String),
-    /// The plugin kept failing and its circuit breaker is open.
-    #[error("the plugin failed repeatedly and is paused; it will be retried later")]
-    CircuitOpen,
-    /// The call does not match the plugin's kind.
-    #[error("the plugin is a {0}, not the kind this call needs")]
-    WrongKind(&'static str),
-}
-
-impl PluginFailure {
-    /// The stable error code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            PluginFailure::FuelExhausted => "plugin_fuel_exhausted",
-            PluginFailure::DeadlineExceeded => "plugin_deadline_exceeded",
-            PluginFailure::MemoryExceeded => "plugin_memory_exceeded",
-            PluginFailure::Trapped(_) => "plugin_trapped",
-            PluginFailure::InputTooLarge => "plugin_input_too_large",
-            PluginFailure::OutputTooLarge => "plugin_output_too_large",
-            PluginFailure::InvalidOutput(_) => "plugin_invalid_output",
-            PluginFailure::InvalidInput(_) => "plugin_invalid_input",
-            PluginFailure::Unsupported(_) => "plugin_unsupported",
-            PluginFailure::Internal(_) => "plugin_internal",
-            PluginFailure::CircuitOpen => "plugin_circuit_open",
-            PluginFailure::WrongKind(_) => "plugin_wrong_kind",
-        }
-    }
-
-    /// Whether the plugin, not its input, is at fault (what the breaker counts).
-    pub fn is_plugin_fault(&self) -> bool {
-        matches!(
-            self,
-            PluginFailure::FuelExhausted
-                | PluginFailure::DeadlineExceeded
-                | PluginFailure::MemoryExceeded
-                | PluginFailure::Trapped(_)
-                | PluginFailure::OutputTooLarge
-                | PluginFailure::InvalidOutput(_)
-                | PluginFailure::Internal(_)
-        )
-    }
-}
-
-impl From<types::PluginError> for PluginFailure {
-    fn from(e: types::PluginError) -> Self {
-        match e {
-            types::PluginError::InvalidInput(m) => PluginFailure::InvalidInput(m),
-            types::PluginError::Unsupported(m) => PluginFailure::Unsupported(m),
-            types::PluginError::ResourceExhausted(m) | types::PluginError::Internal(m) => {
-                PluginFailure::Internal(m)
-            }
-        }
-    }
-}
-
-/// What a call cost, for metrics, audit and the plugin author.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct CallOutcome {
-    /// Fuel consumed.
-    pub fuel_used: u64,
-    /// Wall time of instantiate + call.
-    pub elapsed: Duration,
-    /// Peak linear memory in bytes.
-    pub peak_memory_bytes: usize,
-    /// Log messages the plugin wrote, as (level, message): kept for the author
-    /// and the CLI, never written to the host's log.
-    pub logs: Vec<(String, String)>,
-    /// Log messages dropped past the cap.
-    pub logs_dropped: usize,
-    /// Chunk ids the host's search handed to a retriever during the call.
-    pub chunks_seen: Vec<String>,
-}
-
-/// The host side of a retriever's `search` import: already scoped to one
-/// clinic and patient by whoever builds it.
-pub type SearchFn = Box<dyn FnMut(&str, search::SearchMode, u32) -> Vec<search::Hit> + Send>;
-
-/// What a call runs with besides its input.
-pub struct CallContext {
-    /// The limits in force.
-    pub limits: Limits,
-    /// The clinic's settings for this plugin (the `config` import).
-    pub config: BTreeMap<String, String>,
-}
-
-/// Per-call store state: the empty WASI context, limits and host-import state.
-pub struct CallState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limiter: MemoryCap,
-    config: BTreeMap<String, String>,
-    logs: Vec<(String, String)>,
-    log_bytes: usize,
-    logs_dropped: usize,
-    search: Option<SearchFn>,
-    searches: u32,
-    handed_out: Vec<String>,
-}
-
-impl WasiView for CallState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl types::Host for CallState {}
-
-impl log::Host for CallState {
-    fn log(&mut self, level: log::Level, message: String) {
-        let fits =
-            self.logs.len() < MAX_LOG_MESSAGES && self.log_bytes + message.len() <= MAX_LOG_BYTES;
-        metrics::counter!("plugin_log_messages_total").increment(1);
-        if !fits {
-            self.logs_dropped += 1;
-            return;
-        }
-        self.log_bytes += message.len();
-        self.logs
-            .push((format!("{level:?}").to_lowercase(), message));
-    }
-}
-
-impl config::Host for CallState {
-    fn get(&mut self, key: String) -> Option<String> {
-        self.config.get(&key).cloned()
-    }
-
-    fn all(&mut self) -> Vec<(String, String)> {
-        self.config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
-}
-
-impl search::Host for CallState {
-    fn search(&mut self, query: String, mode: search::SearchMode, limit: u32) -> Vec<search::Hit> {
-        self.searches += 1;
-        if self.searches > MAX_SEARCHES_PER_CALL {
-            return Vec::new();
-        }
-        let Some(search) = self.search.as_mut() else {
-            return Vec::new();
-        };
-        let hits = search(&query, mode, limit.min(MAX_HITS_PER_SEARCH));
-        self.handed_out
-            .extend(hits.iter().map(|h| h.chunk_id.clone()));
-        hits
-    }
-}
-
-/// Clocks stopped at the Unix epoch: plugins get time only as `now` in a
-/// request, so the same input always gives the same output.
-struct Frozen;
-
-impl HostWallClock for Frozen {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::ZERO
-    }
-}
-
-impl HostMonotonicClock for Frozen {
-    fn resolution(&self) -> u64 {
-        1_000_000_000
-    }
-    fn now(&self) -> u64 {
-        0
-    }
-}
-
-/// The WASI context of every call: no arguments, environment, files or
-/// sockets, stdin closed, stdout and stderr discarded, frozen clocks and fixed
-/// "random" bytes (std's hash maps only need a seed, not secrecy).
-fn deterministic_wasi() -> WasiCtx {
-    WasiCtx::builder()
-        .wall_clock(Frozen)
-        .monotonic_clock(Frozen)
-        .secure_random(Deterministic::new(b"medmemory-plugin".to_vec()))
-        .insecure_random(Deterministic::new(b"medmemory-plugin".to_vec()))
-        .insecure_random_seed(0x6d65_646d_656d_6f72_7970_6c75_6769_6e00)
-        .build()
-}
-
-/// A memory limiter that remembers that it said no, so the failure is reported
-/// as `plugin_memory_exceeded` rather than as a generic trap. Refusing a grow
-/// returns an error, which traps at once (the `trap_on_grow_failure`
-/// behaviour): the guest never sees `memory.grow = -1` and limps on.
-struct MemoryCap {
-    max: usize,
-    peak: usize,
-    denied: bool,
-}
-
-impl wasmtime::ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max {
-            self.denied = true;
-            return Err(wasmtime::format_err!(
-                "memory limit of {} bytes exceeded",
-                self.max
-            ));
-        }
-        self.peak = self.peak.max(desired);
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-}
 
 /// A compiled plugin of one of the three kinds, ready to instantiate.
 #[derive(Clone)]
-pub(crate) enum Pre {
+pub enum Pre {
     /// A parser.
     Parser(parser::ParserPre<CallState>),
     /// A clinical rule.
@@ -539,13 +205,13 @@ impl PluginHost {
     /// Parses one document. Blocking: run it off the async runtime.
     pub fn parse(
         &self,
-        plugin: &InstalledPlugin,
+        pre: &Pre,
         ctx: &CallContext,
         media_type: &str,
         content: &[u8],
     ) -> (Result<document_parser::Parsed, PluginFailure>, CallOutcome) {
-        let Pre::Parser(pre) = &plugin.pre else {
-            return (Err(wrong_kind(&plugin.pre)), CallOutcome::default());
+        let Pre::Parser(pre) = pre else {
+            return (Err(wrong_kind(pre)), CallOutcome::default());
         };
         if content.len() > ctx.limits.max_input_bytes {
             return (Err(PluginFailure::InputTooLarge), CallOutcome::default());
@@ -566,15 +232,15 @@ impl PluginHost {
     /// Evaluates one CDS service. Blocking: run it off the async runtime.
     pub fn evaluate(
         &self,
-        plugin: &InstalledPlugin,
+        pre: &Pre,
         ctx: &CallContext,
         request: &clinical_rules::HookRequest,
     ) -> (
         Result<Vec<clinical_rules::Card>, PluginFailure>,
         CallOutcome,
     ) {
-        let Pre::Rule(pre) = &plugin.pre else {
-            return (Err(wrong_kind(&plugin.pre)), CallOutcome::default());
+        let Pre::Rule(pre) = pre else {
+            return (Err(wrong_kind(pre)), CallOutcome::default());
         };
         let input = serde_json::to_vec(request).map_or(0, |v| v.len());
         if input > ctx.limits.max_input_bytes {
@@ -593,7 +259,7 @@ impl PluginHost {
     /// Blocking: run it off the async runtime.
     pub fn retrieve(
         &self,
-        plugin: &InstalledPlugin,
+        pre: &Pre,
         ctx: &CallContext,
         query: &evidence_retriever::Query,
         search: SearchFn,
@@ -601,8 +267,8 @@ impl PluginHost {
         Result<Vec<evidence_retriever::Ranked>, PluginFailure>,
         CallOutcome,
     ) {
-        let Pre::Retriever(pre) = &plugin.pre else {
-            return (Err(wrong_kind(&plugin.pre)), CallOutcome::default());
+        let Pre::Retriever(pre) = pre else {
+            return (Err(wrong_kind(pre)), CallOutcome::default());
         };
         if query.text.len() > ctx.limits.max_input_bytes {
             return (Err(PluginFailure::InputTooLarge), CallOutcome::default());
@@ -638,13 +304,6 @@ fn wrong_kind(pre: &Pre) -> PluginFailure {
     })
 }
 
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
 /// Maps a wasmtime error to the failure a caller sees.
 fn classify(error: wasmtime::Error, store: &Store<CallState>) -> PluginFailure {
     if store.data().limiter.denied {
@@ -655,140 +314,5 @@ fn classify(error: wasmtime::Error, store: &Store<CallState>) -> PluginFailure {
         Some(Trap::Interrupt) => PluginFailure::DeadlineExceeded,
         Some(trap) => PluginFailure::Trapped(trap.to_string()),
         None => PluginFailure::Trapped(format!("{error}")),
-    }
-}
-
-fn record_bytes(r: &types::ClinicalRecord) -> usize {
-    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-    r.display.len()
-        + r.codes
-            .iter()
-            .map(|c| c.system.len() + c.code.len() + opt(&c.display))
-            .sum::<usize>()
-        + r.details
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>()
-        + opt(&r.status)
-        + opt(&r.interpretation)
-        + opt(&r.effective)
-        + opt(&r.effective_end)
-        + opt(&r.source_id)
-        + r.value.as_ref().map_or(0, |v| opt(&v.text) + opt(&v.unit))
-        + r.reference_range.as_ref().map_or(0, |v| opt(&v.text))
-}
-
-/// Enforces the parser output contract: size, and spans inside the document.
-fn check_parsed(
-    parsed: document_parser::Parsed,
-    limits: &Limits,
-    input_len: usize,
-) -> Result<document_parser::Parsed, PluginFailure> {
-    let text_bytes: usize = parsed
-        .sections
-        .iter()
-        .map(|s| s.text.len() + s.title.as_ref().map_or(0, String::len))
-        .sum::<usize>()
-        + parsed.records.iter().map(record_bytes).sum::<usize>()
-        + parsed.warnings.iter().map(String::len).sum::<usize>();
-    if text_bytes > limits.max_output_bytes {
-        return Err(PluginFailure::OutputTooLarge);
-    }
-    let spans = parsed
-        .sections
-        .iter()
-        .map(|s| &s.source)
-        .chain(parsed.records.iter().filter_map(|r| r.source.as_ref()));
-    for span in spans {
-        if span.start > span.end || span.end as usize > input_len {
-            return Err(PluginFailure::InvalidOutput(format!(
-                "span {}..{} lies outside the {input_len}-byte document",
-                span.start, span.end
-            )));
-        }
-    }
-    if let Some(r) = parsed.records.iter().find(|r| r.display.trim().is_empty()) {
-        return Err(PluginFailure::InvalidOutput(format!(
-            "a {:?} record has an empty display",
-            r.kind
-        )));
-    }
-    Ok(parsed)
-}
-
-/// Enforces the card contract: size, summary length, ids for feedback.
-fn check_cards(
-    mut cards: Vec<clinical_rules::Card>,
-    limits: &Limits,
-) -> Result<Vec<clinical_rules::Card>, PluginFailure> {
-    let bytes = serde_json::to_vec(&cards).map_or(usize::MAX, |v| v.len());
-    if bytes > limits.max_output_bytes {
-        return Err(PluginFailure::OutputTooLarge);
-    }
-    for card in &mut cards {
-        let chars = card.summary.chars().count();
-        if card.summary.trim().is_empty() || chars > MAX_SUMMARY_CHARS {
-            return Err(PluginFailure::InvalidOutput(format!(
-                "a card summary must have 1 to {MAX_SUMMARY_CHARS} characters, not {chars}"
-            )));
-        }
-        if card.source.label.trim().is_empty() {
-            return Err(PluginFailure::InvalidOutput(
-                "a card source needs a label".into(),
-            ));
-        }
-        card.uuid
-            .get_or_insert_with(|| uuid::Uuid::now_v7().to_string());
-        for suggestion in &mut card.suggestions {
-            suggestion
-                .uuid
-                .get_or_insert_with(|| uuid::Uuid::now_v7().to_string());
-        }
-    }
-    Ok(cards)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn host_limits() -> Limits {
-        Limits {
-            fuel: 1000,
-            memory_bytes: 1 << 20,
-            deadline_ms: 100,
-            max_input_bytes: 10,
-            max_output_bytes: 10,
-        }
-    }
-
-    #[test]
-    fn clinic_overrides_stay_under_the_host_ceiling() {
-        let host = host_limits();
-        let lower = LimitOverrides {
-            fuel: Some(10),
-            ..Default::default()
-        };
-        assert_eq!(host.with(&lower).unwrap().fuel, 10);
-        assert_eq!(host.with(&LimitOverrides::default()).unwrap(), host);
-        let higher = LimitOverrides {
-            memory_bytes: Some(2 << 20),
-            ..Default::default()
-        };
-        assert_eq!(host.with(&higher), Err("memory_bytes"));
-        let zero = LimitOverrides {
-            deadline_ms: Some(0),
-            ..Default::default()
-        };
-        assert_eq!(host.with(&zero), Err("deadline_ms"));
-    }
-
-    #[test]
-    fn only_plugin_faults_trip_the_breaker() {
-        assert!(PluginFailure::FuelExhausted.is_plugin_fault());
-        assert!(PluginFailure::Trapped("x".into()).is_plugin_fault());
-        assert!(!PluginFailure::InvalidInput("x".into()).is_plugin_fault());
-        assert!(!PluginFailure::InputTooLarge.is_plugin_fault());
-        assert!(!PluginFailure::CircuitOpen.is_plugin_fault());
     }
 }

@@ -13,28 +13,43 @@
 //! component-model async yet: the retriever's host `search` blocks its own
 //! worker thread instead.
 //!
+//! Owns: the engine, the component cache, installed plugins and each clinic's
+//! choices of them (persisted through `db`), audited calls. Uses: `config`
+//! (the host's limits) and `db` (plugin rows, clinic choices, call audit);
+//! nothing above it.
+//!
 //! - [`contract`]: which world and contract version a component implements.
-//! - [`registry`]: vetting, compiling (with a cache) and describing components.
-//! - [`engine`]: the sandbox and the calls of each kind.
+//! - [`registry`]: vetting, compiling and describing components;
+//!   [`cache`]: their compiled code on disk.
+//! - [`engine`]: the shared engine and the calls of each kind, run in the
+//!   per-call [`sandbox`] under [`limits`], with the host [`imports`], output
+//!   checks ([`output`]) and [`failure`] codes.
 //! - [`breaker`]: the circuit breaker.
-//! - [`manager`]: persistence, clinic choices and audited calls.
+//! - [`catalog`]: persistence, clinic choices and audited calls.
 
 mod bindings;
 pub mod breaker;
+pub mod cache;
+pub mod catalog;
 pub mod contract;
 pub mod engine;
-pub mod manager;
+pub mod failure;
+pub mod imports;
+pub mod limits;
+pub mod output;
 pub mod registry;
-pub mod run;
+pub mod sandbox;
 
 pub use bindings::{clinical_rules, document_parser, evidence_retriever, search, types};
 pub use breaker::BreakerPolicy;
+pub use cache::CacheStats;
+pub use catalog::{CallError, CallFor, ClinicPluginView, PluginView, Plugins};
 pub use contract::Kind;
-pub use engine::{
-    CallContext, CallOutcome, LimitOverrides, Limits, PluginFailure, PluginHost, SearchFn,
-};
-pub use manager::{CallError, CallFor, ClinicPluginView, PluginView, Plugins};
+pub use engine::{PluginHost, Pre};
+pub use failure::{CallOutcome, PluginFailure};
+pub use limits::{LimitOverrides, Limits};
 pub use registry::{InstallError, InstalledPlugin, PluginInfo, Registry, ServiceInfo};
+pub use sandbox::{CallContext, SearchFn};
 
 /// The WIT package version this host implements.
 pub const WIT_VERSION: &str = "0.1.0";

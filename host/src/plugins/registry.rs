@@ -9,18 +9,14 @@
 //! precompiled code is never accepted (the bytes must be a component).
 
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
 
 use super::bindings::{clinical_rules, parser, retriever, rule, types};
-use super::breaker::Breaker;
+use super::cache::{CacheError, CacheStats, ComponentCache};
 use super::contract::{self, Kind};
 use super::engine::{PluginHost, Pre};
 
@@ -76,9 +72,8 @@ pub struct ServiceInfo {
 pub struct InstalledPlugin {
     /// What it is.
     pub info: PluginInfo,
-    pub(crate) pre: Pre,
-    /// Trips when the plugin keeps failing.
-    pub breaker: Breaker,
+    /// The compiled component, ready to instantiate for a call.
+    pub pre: Pre,
 }
 
 /// Why a component was refused.
@@ -104,6 +99,15 @@ pub enum InstallError {
     Cache(#[from] std::io::Error),
 }
 
+impl From<CacheError> for InstallError {
+    fn from(e: CacheError) -> Self {
+        match e {
+            CacheError::Compile(m) => InstallError::Compile(m),
+            CacheError::Io(e) => InstallError::from(e),
+        }
+    }
+}
+
 impl InstallError {
     /// The stable error code.
     pub fn code(&self) -> &'static str {
@@ -121,7 +125,7 @@ impl InstallError {
 /// The plugins compiled in this process, by id.
 pub struct Registry {
     host: Arc<PluginHost>,
-    cache_dir: PathBuf,
+    cache: ComponentCache,
     plugins: RwLock<HashMap<String, Arc<InstalledPlugin>>>,
 }
 
@@ -130,7 +134,7 @@ impl Registry {
     pub fn new(host: Arc<PluginHost>, cache_dir: PathBuf) -> Registry {
         Registry {
             host,
-            cache_dir,
+            cache: ComponentCache::new(cache_dir),
             plugins: RwLock::new(HashMap::new()),
         }
     }
@@ -149,7 +153,7 @@ impl Registry {
         if let Some(existing) = self.get(&id) {
             return Ok(existing);
         }
-        let component = self.compile(&id, bytes)?;
+        let component = self.cache.load(&self.host.engine, &id, bytes)?;
         let engine = &self.host.engine;
         let ty = component.component_type();
         for (name, _) in ty.imports(engine) {
@@ -210,7 +214,6 @@ impl Registry {
                 size_bytes: bytes.len(),
             },
             pre,
-            breaker: Breaker::default(),
         });
         self.plugins
             .write()
@@ -251,42 +254,10 @@ impl Registry {
             .cloned()
     }
 
-    /// Whether any plugin's breaker is open now.
-    pub fn open_breakers(&self) -> Vec<String> {
-        let now = Instant::now();
-        self.list()
-            .into_iter()
-            .filter(|p| p.breaker.is_open(now))
-            .map(|p| p.info.name.clone())
-            .collect()
-    }
-
-    /// Loads compiled code from the cache, or compiles and caches it.
-    fn compile(&self, id: &str, bytes: &[u8]) -> Result<Component, InstallError> {
-        let engine = &self.host.engine;
-        let mut hasher = DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let path = self
-            .cache_dir
-            .join(format!("{id}-{:016x}.cwasm", hasher.finish()));
-        if path.exists() {
-            // SAFETY: the file was written by this host, below its own data folder,
-            // from a component it compiled with an engine of the same configuration
-            // (the compatibility hash is part of the name).
-            if let Ok(component) = unsafe { Component::deserialize_file(engine, &path) } {
-                return Ok(component);
-            }
-        }
-        let compiled = engine
-            .precompile_component(bytes)
-            .map_err(|e| InstallError::Compile(format!("{e:#}")))?;
-        std::fs::create_dir_all(&self.cache_dir)?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, &compiled)?;
-        std::fs::rename(&tmp, &path)?;
-        // SAFETY: as above; these bytes were just produced by this engine.
-        unsafe { Component::deserialize(engine, &compiled) }
-            .map_err(|e| InstallError::Compile(format!("{e:#}")))
+    /// How many components this registry compiled and how many it loaded
+    /// from the cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 }
 

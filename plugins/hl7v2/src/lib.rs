@@ -9,14 +9,20 @@
 //!
 //! The delimiters are read from MSH-1/MSH-2; escape sequences (`\F\ \S\ \T\ \R\
 //! \E\ \Xhh\ \.br\`) are decoded. Segments may end in CR, LF or CRLF; several
-//! messages in one upload (batch) are fine. Every record keeps the byte span of
-//! its segment. Text must be UTF-8 unless MSH-18 names ISO 8859-1.
+//! messages in one upload are fine, as are batch files (`FHS`/`BHS` ...
+//! `BTS`/`FTS`), MLLP framing bytes and a UTF-8 byte-order mark. Every record
+//! keeps the byte span of its segment. Text must be UTF-8 unless MSH-18 names
+//! ISO 8859-1.
 
+mod er7;
+mod segments;
+
+use er7::{FRAMING, coded, components, delimiters, repetitions, split_segments};
 use medmemory_plugin_sdk::parser::{
-    ClinicalRecord, Coding, Document, Guest, Parsed, PluginError, PluginInfo, Quantity, RecordKind,
-    ReferenceRange, Span, TextSection,
+    Document, Guest, Parsed, PluginError, PluginInfo, Span, TextSection,
 };
-use medmemory_plugin_sdk::{systems, values};
+use medmemory_plugin_sdk::values;
+use segments::{allergy, diagnosis, encounter, observation};
 
 /// The largest document this plugin accepts; the host may set a lower cap.
 const MAX_BYTES: usize = 16 * 1024 * 1024;
@@ -89,45 +95,16 @@ fn to_source_offsets(text: &str, parsed: &mut Parsed) {
         .for_each(fix);
 }
 
-/// The delimiters of a message, from MSH-1 and MSH-2.
-#[derive(Clone, Copy)]
-struct Delimiters {
-    field: char,
-    component: char,
-    repetition: char,
-    escape: char,
-    subcomponent: char,
-}
-
-/// One segment: its fields (raw, still escaped) and its byte span.
-struct Segment<'a> {
-    id: &'a str,
-    fields: Vec<&'a str>,
-    start: usize,
-    end: usize,
-}
-
-impl Segment<'_> {
-    /// Field `n` as numbered by the standard (MSH counts its separator as MSH-1).
-    fn field(&self, n: usize) -> &str {
-        let index = if self.id == "MSH" { n - 1 } else { n };
-        self.fields.get(index).copied().unwrap_or("")
-    }
-
-    fn span(&self) -> Span {
-        Span::bytes(self.start, self.end)
-    }
-}
-
 /// Parses one or more messages.
 pub fn parse_message(text: &str) -> Result<Parsed, PluginError> {
-    let text_start = text.len() - text.trim_start().len();
-    if !text[text_start..].starts_with("MSH") {
+    // A batch file opens with FHS or BHS, which carry the same delimiters.
+    let head = text.trim_start_matches(|c: char| c.is_whitespace() || FRAMING.contains(&c));
+    if !["MSH", "FHS", "BHS"].iter().any(|h| head.starts_with(h)) {
         return Err(PluginError::invalid(
-            "an HL7 v2 message starts with an MSH segment",
+            "an HL7 v2 message starts with an MSH segment (or a batch with FHS or BHS)",
         ));
     }
-    let delims = delimiters(&text[text_start..])?;
+    let delims = delimiters(head)?;
     let segments = split_segments(text, delims.field);
     let mut out = Parsed {
         records: Vec::new(),
@@ -195,289 +172,10 @@ pub fn parse_message(text: &str) -> Result<Parsed, PluginError> {
     Ok(out)
 }
 
-fn delimiters(text: &str) -> Result<Delimiters, PluginError> {
-    let mut chars = text.chars().skip(3);
-    let field = chars
-        .next()
-        .ok_or_else(|| PluginError::invalid("MSH is truncated"))?;
-    let enc: Vec<char> = chars.take_while(|c| *c != field).collect();
-    if enc.len() < 4 || field.is_alphanumeric() {
-        return Err(PluginError::invalid(
-            "MSH-2 (encoding characters) is incomplete",
-        ));
-    }
-    Ok(Delimiters {
-        field,
-        component: enc[0],
-        repetition: enc[1],
-        escape: enc[2],
-        subcomponent: enc[3],
-    })
-}
-
-fn split_segments(text: &str, field: char) -> Vec<Segment<'_>> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    for raw in text.split_inclusive(['\r', '\n']) {
-        let start = offset;
-        offset += raw.len();
-        let line = raw.trim_end_matches(['\r', '\n']);
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(field).collect();
-        let id = fields[0].trim();
-        if id.len() != 3 {
-            continue;
-        }
-        out.push(Segment {
-            id,
-            fields,
-            start,
-            end: start + line.len(),
-        });
-    }
-    out
-}
-
-/// Decodes HL7 escape sequences.
-fn unescape(s: &str, d: Delimiters) -> String {
-    if !s.contains(d.escape) {
-        return s.to_owned();
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find(d.escape) {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + d.escape.len_utf8()..];
-        let Some(j) = after.find(d.escape) else {
-            out.push_str(&rest[i..]);
-            return out;
-        };
-        let seq = &after[..j];
-        match seq {
-            "F" => out.push(d.field),
-            "S" => out.push(d.component),
-            "T" => out.push(d.subcomponent),
-            "R" => out.push(d.repetition),
-            "E" => out.push(d.escape),
-            ".br" => out.push('\n'),
-            _ if seq.starts_with('X') && seq.len() > 1 => {
-                let hex = &seq[1..];
-                let bytes: Option<Vec<u8>> = (0..hex.len() / 2)
-                    .map(|k| u8::from_str_radix(hex.get(2 * k..2 * k + 2)?, 16).ok())
-                    .collect();
-                match bytes.and_then(|b| String::from_utf8(b).ok()) {
-                    Some(decoded) => out.push_str(&decoded),
-                    None => out.push_str(&rest[i..i + 2 * d.escape.len_utf8() + seq.len()]),
-                }
-            }
-            // Formatting commands (\H\, \N\, \.sp\, ...) carry no text.
-            _ => {}
-        }
-        rest = &after[j + d.escape.len_utf8()..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The repetitions of a field, unescaped.
-fn repetitions(field: &str, d: Delimiters) -> Vec<String> {
-    field
-        .split(d.repetition)
-        .map(|r| unescape(r, d))
-        .filter(|r| !r.is_empty())
-        .collect()
-}
-
-/// The components of the first repetition of a field, unescaped (subcomponents
-/// joined by spaces).
-fn components(field: &str, d: Delimiters) -> Vec<String> {
-    let first = field.split(d.repetition).next().unwrap_or("");
-    first
-        .split(d.component)
-        .map(|c| {
-            c.split(d.subcomponent)
-                .map(|s| unescape(s, d))
-                .collect::<Vec<_>>()
-                .join(" ")
-                .trim()
-                .to_owned()
-        })
-        .collect()
-}
-
-/// A coded element (CE/CWE: `code^text^system^altcode^alttext^altsystem`) as
-/// codings plus its best label.
-fn coded(field: &str, d: Delimiters) -> Option<(Vec<Coding>, String)> {
-    let parts = components(field, d);
-    let get = |i: usize| parts.get(i).map(String::as_str).unwrap_or("");
-    let mut codes = Vec::new();
-    for (code, text, system) in [(get(0), get(1), get(2)), (get(3), get(4), get(5))] {
-        if !code.is_empty() {
-            codes.push(Coding::new(&system_uri(system), code, Some(text)));
-        }
-    }
-    let label = [get(1), get(4), get(0)]
-        .into_iter()
-        .find(|s| !s.is_empty())?
-        .to_owned();
-    Some((codes, label))
-}
-
-/// HL7 table 0396 coding-system names as URIs.
-fn system_uri(name: &str) -> String {
-    match name {
-        "LN" => systems::LOINC.into(),
-        "SCT" | "SNM" | "SNOMEDCT" => systems::SNOMED.into(),
-        "RXNORM" | "RXN" => systems::RXNORM.into(),
-        "I10" | "I10C" | "ICD10CM" => systems::ICD10.into(),
-        "I9" | "I9C" => "http://hl7.org/fhir/sid/icd-9-cm".into(),
-        "UCUM" => systems::UCUM.into(),
-        "CVX" => systems::CVX.into(),
-        "" => String::new(),
-        other => format!("urn:hl7-v2:coding-system:{other}"),
-    }
-}
-
-fn observation(seg: &Segment<'_>, d: Delimiters, order_time: Option<String>) -> ClinicalRecord {
-    let (codes, label) =
-        coded(seg.field(3), d).unwrap_or_else(|| (Vec::new(), "Observation".into()));
-    let value_type = seg.field(2);
-    let values = repetitions(seg.field(5), d);
-    let unit = components(seg.field(6), d)
-        .into_iter()
-        .find(|u| !u.is_empty());
-    let value = match value_type {
-        // Coded values: their text, not the code.
-        "CE" | "CWE" | "CNE" => {
-            coded(seg.field(5), d).map(|(_, label)| Quantity::parse(&label, None))
-        }
-        // Structured numeric: `<^0.5` or `>^200`.
-        "SN" => {
-            let joined = components(seg.field(5), d).concat();
-            Some(Quantity::parse(&joined, unit.as_deref()))
-        }
-        _ if values.is_empty() => None,
-        _ => Some(Quantity::parse(&values.join(" "), unit.as_deref())),
-    };
-    let range = unescape(seg.field(7), d);
-    let mut record = ClinicalRecord::new(RecordKind::Observation, label)
-        .status(Some(result_status(seg.field(11))).filter(|s| !s.is_empty()))
-        .effective(values::hl7_timestamp(seg.field(14)).or(order_time), None)
-        .detail("value-type", Some(value_type))
-        .source(seg.span());
-    record.codes = codes;
-    record.value = value;
-    record.reference_range = (!range.trim().is_empty()).then(|| ReferenceRange::parse(&range));
-    record.interpretation = repetitions(seg.field(8), d).into_iter().next();
-    record
-}
-
-/// OBX-11 codes (HL7 table 0085) as FHIR observation statuses.
-fn result_status(code: &str) -> String {
-    match code {
-        "F" => "final",
-        "P" => "preliminary",
-        "C" => "corrected",
-        "X" => "cancelled",
-        "R" | "I" | "S" => "registered",
-        "" => "",
-        other => other,
-    }
-    .to_owned()
-}
-
-fn encounter(seg: &Segment<'_>, d: Delimiters, message_type: &str) -> ClinicalRecord {
-    let class = seg.field(2);
-    let class_name = match class {
-        "I" => "Inpatient",
-        "O" => "Outpatient",
-        "E" => "Emergency",
-        "P" => "Preadmit",
-        "R" => "Recurring patient",
-        "B" => "Obstetrics",
-        _ => "Visit",
-    };
-    let discharged = message_type == "ADT^A03";
-    let label = format!(
-        "{class_name} {}",
-        if discharged { "discharge" } else { "admission" }
-    );
-    let location: Vec<String> = components(seg.field(3), d)
-        .into_iter()
-        .filter(|p| !p.is_empty())
-        .collect();
-    let mut record = ClinicalRecord::new(RecordKind::Encounter, label)
-        .status(Some(if discharged {
-            "finished"
-        } else {
-            "in-progress"
-        }))
-        .effective(
-            values::hl7_timestamp(seg.field(44)),
-            values::hl7_timestamp(seg.field(45)),
-        )
-        .detail("class", Some(class))
-        .detail("location", Some(location.join(" ")))
-        .detail(
-            "attending",
-            components(seg.field(7), d).get(1..3).map(|name| {
-                name.iter()
-                    .rev()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    .trim()
-                    .to_owned()
-            }),
-        )
-        .source(seg.span());
-    record.source_id = components(seg.field(19), d)
-        .into_iter()
-        .next()
-        .filter(|v| !v.is_empty());
-    record.codes.push(Coding::new(
-        "http://terminology.hl7.org/CodeSystem/v2-0004",
-        class,
-        Some(class_name),
-    ));
-    record
-}
-
-fn diagnosis(seg: &Segment<'_>, d: Delimiters) -> ClinicalRecord {
-    let (codes, label) = coded(seg.field(3), d)
-        .or_else(|| Some((Vec::new(), unescape(seg.field(4), d))).filter(|(_, l)| !l.is_empty()))
-        .unwrap_or_else(|| (Vec::new(), "Diagnosis".into()));
-    let mut record = ClinicalRecord::new(RecordKind::Condition, label)
-        .effective(values::hl7_timestamp(seg.field(5)), None)
-        .detail("diagnosis-type", Some(seg.field(6)))
-        .source(seg.span());
-    record.codes = codes;
-    record
-}
-
-fn allergy(seg: &Segment<'_>, d: Delimiters) -> ClinicalRecord {
-    let (codes, label) = coded(seg.field(3), d).unwrap_or_else(|| (Vec::new(), "Allergy".into()));
-    let severity = match seg.field(4) {
-        "SV" => Some("severe"),
-        "MO" => Some("moderate"),
-        "MI" => Some("mild"),
-        _ => None,
-    };
-    let mut record = ClinicalRecord::new(RecordKind::Allergy, label)
-        .detail("category", coded(seg.field(2), d).map(|(_, l)| l))
-        .detail("severity", severity)
-        .detail("reaction", Some(repetitions(seg.field(5), d).join(", ")))
-        .effective(values::hl7_timestamp(seg.field(6)), None)
-        .source(seg.span());
-    record.codes = codes;
-    record
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::er7::{Delimiters, unescape};
 
     #[test]
     fn escapes_are_decoded() {
@@ -493,6 +191,36 @@ mod tests {
         assert_eq!(unescape(r"\X4869\ there", d), "Hi there");
         assert_eq!(unescape(r"\H\bold\N\", d), "bold");
         assert_eq!(unescape(r"dangling\F", d), r"dangling\F");
+    }
+
+    #[test]
+    fn batches_framing_and_byte_order_marks_are_read() {
+        let message = |id: &str, value: &str| {
+            format!(
+                "MSH|^~\\&|LAB|HOSP|EHR|CLINIC|20240305||ORU^R01|{id}|P|2.5\r\
+                 OBR|1|||4548-4^HbA1c^LN|||20240305\r\
+                 OBX|1|NM|4548-4^Hemoglobin A1c^LN||{value}|%|4.0-5.6|H|||F\r"
+            )
+        };
+        let batch = format!(
+            "\u{feff}FHS|^~\\&|LAB\rBHS|^~\\&|LAB\r{}{}BTS|2\rFTS|1\r",
+            message("1", "7.2"),
+            message("2", "6.8")
+        );
+        let mllp = format!("\x0b{}\x1c\r", message("3", "6.1"));
+        for (text, values) in [(batch, vec![7.2, 6.8]), (mllp, vec![6.1])] {
+            let parsed = parse_message(&text).unwrap();
+            let got: Vec<f64> = parsed
+                .records
+                .iter()
+                .filter_map(|r| r.value.as_ref().and_then(|v| v.value))
+                .collect();
+            assert_eq!(got, values, "{text:?}");
+            for r in &parsed.records {
+                let span = r.source.unwrap();
+                assert!(text[span.start as usize..span.end as usize].starts_with("OBX|"));
+            }
+        }
     }
 
     #[test]

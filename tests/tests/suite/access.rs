@@ -505,20 +505,13 @@ async fn policies(world: &World) {
 
     // Invalid documents are refused and change nothing.
     let ghost = format!("user:{}", uuid::Uuid::now_v7());
-    let token_subject = {
-        let (_, tokens) = server
-            .call(
-                Method::GET,
-                &format!("/tokens?clinic={clinic}"),
-                Some(admin),
-                None,
-            )
-            .await;
-        tokens["items"]
-            .as_array()
-            .and_then(|t| t.first())
-            .map(|t| format!("token:{}", t["id"].as_str().unwrap()))
-    };
+    // A token of this clinic, whose role no policy document may change.
+    let clinician_token = server.clinic_token(&clinic, "clinician").await;
+    let (_, me) = server
+        .call(Method::GET, "/me", Some(&clinician_token), None)
+        .await;
+    let token_subject = me["subject"].as_str().expect("a subject").to_owned();
+    assert!(token_subject.starts_with("token:"), "{me}");
     let many: serde_json::Map<String, Value> = (0..40)
         .map(|i| {
             (
@@ -579,9 +572,7 @@ async fn policies(world: &World) {
             "",
         ),
     ];
-    if let Some(token_subject) = token_subject {
-        bad.push((json!({"assignments": [{"subject": token_subject, "role": "clinician"}, {"subject": alice_id, "role": "clinic-admin"}]}), 422, "token_role_fixed"));
-    }
+    bad.push((json!({"assignments": [{"subject": token_subject, "role": "clinician"}, {"subject": alice_id, "role": "clinic-admin"}]}), 422, "token_role_fixed"));
     for (doc, expected, code) in bad {
         let (status, body) = server
             .call(
@@ -596,6 +587,31 @@ async fn policies(world: &World) {
             assert_eq!(body["code"], code, "{doc}: {body}");
         }
     }
+    // Nor may a clinic admin strip a token's role one subject at a time.
+    for roles in [json!([]), json!(["auditor"])] {
+        let (status, body) = server
+            .call(
+                Method::PUT,
+                &format!("/clinics/{clinic}/roles/{token_subject}"),
+                Some(&alice),
+                Some(json!({ "roles": roles })),
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some("token_role_fixed")),
+            "{roles}: {body}"
+        );
+    }
+    let (_, kept) = server
+        .call(
+            Method::GET,
+            &format!("/clinics/{clinic}/roles/{token_subject}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(kept["roles"], json!(["clinician"]), "{kept}");
     let (_, now) = server
         .call(
             Method::GET,

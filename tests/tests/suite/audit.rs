@@ -58,6 +58,30 @@ async fn audit_trail(server: &TestServer) {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    // A request id that is too long or not plain text never reaches the
+    // append-only trail: a fresh one replaces it.
+    let hostile = [
+        "x".repeat(5000),
+        "id with spaces".to_owned(),
+        "<b>id</b>".to_owned(),
+    ];
+    for id in &hostile {
+        let response = server
+            .http
+            .get(server.api(&format!("/clinics/{clinic}/patients/{patient}/documents")))
+            .bearer_auth(&clinician)
+            .header("x-request-id", id.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let echoed = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_ne!(&echoed, id);
+        assert!(uuid::Uuid::parse_str(&echoed).is_ok(), "{echoed}");
+    }
 
     let (status, body) = server
         .call(
@@ -84,6 +108,12 @@ async fn audit_trail(server: &TestServer) {
         "{body}"
     );
     assert!(items.iter().all(|e| e["patient_id"] == patient.as_str()));
+    assert!(
+        items.iter().all(|e| e["request_id"]
+            .as_str()
+            .is_none_or(|id| id.len() <= 64 && !hostile.iter().any(|h| h == id))),
+        "a hostile request id reached the trail"
+    );
     let (status, body) = server
         .call(
             Method::GET,

@@ -131,3 +131,42 @@ async fn bad_uploads_and_bodies_change_nothing() {
         "a rejected upload left a blob behind"
     );
 }
+
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} for {pid}"))
+}
+
+/// An upload that looks like JSON is judged from its first bytes: a 22 MB
+/// array is refused (no parser handles plain JSON) without the server
+/// building it as a tree (which once cost it 815 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_json_upload_is_sniffed_without_parsing_it() {
+    let server = TestServer::start().await;
+    let clinic = server.create_clinic("Sniff Clinic").await;
+    let patient = server
+        .create_patient(&server.admin, &clinic, "Ada", "Byte")
+        .await;
+    let body = format!("[{}0]", "0,".repeat(11_000_000)).into_bytes();
+    let pid = server.pid();
+    let before = status_kib(pid, "VmRSS");
+    // Reset the peak so that VmHWM shows this request's peak only.
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+    let (status, problem) = server
+        .upload(&server.admin, &clinic, &patient, "application/json", body)
+        .await;
+    assert_eq!(status, 415, "{problem}");
+    assert_eq!(problem["code"], "unsupported_media_type", "{problem}");
+    let peak = status_kib(pid, "VmHWM");
+    let growth_mib = peak.saturating_sub(before) / 1024;
+    println!("22 MB JSON upload: server RSS {before} KiB before, peak {peak} KiB");
+    assert!(
+        growth_mib < 160,
+        "the server grew by {growth_mib} MiB to refuse a 22 MB upload"
+    );
+}

@@ -10,9 +10,12 @@
 //! - `audit`: the hash-chained trail, its filters, and tamper detection;
 //! - `auth`: OIDC against a certified provider, and forged tokens;
 //! - `access`: every route's 401/403, tenant isolation, policy edits;
-//! - `blobs`: document blobs in an S3-compatible bucket.
+//! - `blobs`: document blobs in an S3-compatible bucket;
+//! - `architecture`: the host's layering, module cycles and file sizes;
+//! - `schema`: the SQLite and PostgreSQL migrations give the same schema.
 
 mod access;
+mod architecture;
 mod audit;
 mod auth;
 mod bad_input;
@@ -25,5 +28,6 @@ mod operations;
 mod parsers;
 mod plugins;
 mod registry;
+mod schema;
 mod store;
 mod tenancy;

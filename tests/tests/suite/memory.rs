@@ -453,6 +453,16 @@ async fn erasure_reaches_every_version_of_the_index() {
             > 0
     );
 
+    // The scan below can only prove erasure if the text is there to find.
+    let holding_marker = files(&server.data.path().join("vectors"))
+        .into_iter()
+        .filter(|file| contains_marker(file, marker))
+        .count();
+    assert!(
+        holding_marker > 0,
+        "before erasure no Lance file contains the marker: the scan would prove nothing"
+    );
+
     let (status, body) = server.erase(&token, &clinic, &patient).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["documents"], 4);
@@ -468,18 +478,50 @@ async fn erasure_reaches_every_version_of_the_index() {
     assert_eq!(status, 404);
     let (status, _) = server.erase(&token, &clinic, &patient).await;
     assert_eq!(status, 404, "erasing twice finds nothing");
+    // The erasure is in the hash-chained trail, under the patient's id, with
+    // its outcome: requested by the caller, completed by the system.
+    let (status, trail) = get(
+        &server,
+        &token,
+        &format!("/clinics/{clinic}/audit?patient={patient}&action=erase&limit=500"),
+    )
+    .await;
+    assert_eq!(status, 200, "{trail}");
+    let steps: Vec<(&str, &str)> = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"] == "patient" && e["patient_id"] == patient.as_str())
+        .map(|e| (e["outcome"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .collect();
+    assert!(
+        steps
+            .iter()
+            .any(|(o, a)| *o == "requested" && a.starts_with("token:")),
+        "{trail}"
+    );
+    assert!(steps.contains(&("completed", "system")), "{trail}");
 
     // Every version that held the patient is gone (pruned: it cannot be opened
-    // any more) or holds nothing of them.
+    // any more) or, if still listed, holds nothing of them.
+    let after = vectors.versions(clinic_id).await.unwrap();
     for version in &before {
-        if let Ok(rows) = vectors
+        let rows = vectors
             .patient_rows_at(clinic_id, patient_id, *version)
-            .await
-        {
-            assert_eq!(rows, 0, "version {version} still holds the patient");
+            .await;
+        if after.contains(version) {
+            assert_eq!(
+                rows.expect("a listed version opens"),
+                0,
+                "version {version} still holds the patient"
+            );
+        } else {
+            assert!(
+                rows.is_err(),
+                "version {version} was pruned but still opens: {rows:?}"
+            );
         }
     }
-    let after = vectors.versions(clinic_id).await.unwrap();
     assert!(
         after
             .iter()
@@ -487,9 +529,8 @@ async fn erasure_reaches_every_version_of_the_index() {
         "old versions pruned: before {before:?}, after {after:?}"
     );
     for file in files(&server.data.path().join("vectors")) {
-        let bytes = std::fs::read(&file).unwrap();
         assert!(
-            !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            !contains_marker(&file, marker),
             "{} still contains the erased text",
             file.display()
         );
@@ -579,6 +620,13 @@ async fn reindex_after_a_model_change() {
         "{}",
         ready.1
     );
+    // The public report names the fix, not the clinic or the data folder.
+    let public = ready.1.to_string();
+    assert!(!public.contains(&clinic), "{public}");
+    assert!(
+        !public.contains(&server.data.path().display().to_string()),
+        "{public}"
+    );
 
     server.stop();
     let output = server.cli(&["reindex"]);
@@ -665,4 +713,12 @@ async fn job_progress_streams_as_server_sent_events() {
     )
     .await;
     assert_eq!(status, 404);
+}
+
+/// Whether a file holds `marker`, in any letter case (the full-text index
+/// keeps lower-cased tokens).
+fn contains_marker(file: &std::path::Path, marker: &str) -> bool {
+    let bytes = std::fs::read(file).unwrap_or_default().to_ascii_lowercase();
+    let marker = marker.to_ascii_lowercase();
+    bytes.windows(marker.len()).any(|w| w == marker.as_bytes())
 }

@@ -48,7 +48,10 @@ impl Parsers {
             .find(|p| p.info.name == plugin)
             .expect("installed");
         let ctx = self.registry.host().default_context();
-        let (result, _) = self.registry.host().parse(&plugin, &ctx, media_type, bytes);
+        let (result, _) = self
+            .registry
+            .host()
+            .parse(&plugin.pre, &ctx, media_type, bytes);
         result.map_err(|f| f.code().to_owned())
     }
 

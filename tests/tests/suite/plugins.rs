@@ -10,7 +10,7 @@ use medmemory::plugins::clinical_rules::HookRequest;
 use medmemory::plugins::evidence_retriever::Query;
 use medmemory::plugins::search::{Hit, SearchMode};
 use medmemory::plugins::types::{ClinicalRecord, Coding, Quantity, RecordKind};
-use medmemory::plugins::{CallContext, Kind, Limits, PluginHost, Registry};
+use medmemory::plugins::{CacheStats, CallContext, Kind, Limits, PluginHost, Registry};
 use medmemory_tests::component;
 
 fn limits(fuel: u64, memory_mib: usize, deadline_ms: u64) -> Limits {
@@ -48,7 +48,7 @@ fn text_plugin_parses_sections_with_spans() {
     let (parsed, outcome) =
         registry
             .host()
-            .parse(&plugin, &ctx(&registry), "text/plain", doc.as_bytes());
+            .parse(&plugin.pre, &ctx(&registry), "text/plain", doc.as_bytes());
     let parsed = parsed.expect("parse");
     let sections: Vec<(Option<&str>, &str)> = parsed
         .sections
@@ -71,17 +71,19 @@ fn text_plugin_parses_sections_with_spans() {
     assert!(outcome.peak_memory_bytes > 0);
 
     // Invalid UTF-8 is the plugin's own invalid-input error, not a host failure.
-    let (result, _) =
-        registry
-            .host()
-            .parse(&plugin, &ctx(&registry), "text/plain", &[0xff, 0xfe, 0x00]);
+    let (result, _) = registry.host().parse(
+        &plugin.pre,
+        &ctx(&registry),
+        "text/plain",
+        &[0xff, 0xfe, 0x00],
+    );
     assert_eq!(result.unwrap_err().code(), "plugin_invalid_input");
 
     // Input over the limit is refused before the call.
     let big = vec![b'a'; 1024 * 1024 + 1];
     let (result, outcome) = registry
         .host()
-        .parse(&plugin, &ctx(&registry), "text/plain", &big);
+        .parse(&plugin.pre, &ctx(&registry), "text/plain", &big);
     assert_eq!(result.unwrap_err().code(), "plugin_input_too_large");
     assert_eq!(outcome.fuel_used, 0);
 
@@ -92,12 +94,26 @@ fn text_plugin_parses_sections_with_spans() {
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(cached.len(), 1);
+    assert_eq!(
+        registry.cache_stats(),
+        CacheStats {
+            compiled: 1,
+            loaded: 0
+        }
+    );
+    let second = registry_again(cache.path());
     let started = Instant::now();
-    let again = registry_again(cache.path())
-        .install(&bytes)
-        .expect("install from cache");
+    let again = second.install(&bytes).expect("install from cache");
     let cached_load = started.elapsed();
     assert_eq!(again.info.id, plugin.info.id);
+    assert_eq!(
+        second.cache_stats(),
+        CacheStats {
+            compiled: 0,
+            loaded: 1
+        },
+        "the second install must load the cached code, not compile"
+    );
     let precompiled = std::fs::read(&cached[0]).unwrap();
     assert_eq!(
         registry_again(cache.path())
@@ -158,10 +174,12 @@ fn hostile_plugins_fail_alone_with_stable_codes() {
             .install(&component(name))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let started = Instant::now();
-        let (result, _) =
-            registry
-                .host()
-                .parse(&plugin, &ctx(&registry), "application/x-hostile", b"input");
+        let (result, _) = registry.host().parse(
+            &plugin.pre,
+            &ctx(&registry),
+            "application/x-hostile",
+            b"input",
+        );
         let elapsed = started.elapsed();
         let failure = result.err().unwrap_or_else(|| panic!("{name} succeeded"));
         assert_eq!(failure.code(), code, "{name}: {failure}");
@@ -171,7 +189,7 @@ fn hostile_plugins_fail_alone_with_stable_codes() {
         );
 
         let (ok, _) = registry.host().parse(
-            &good,
+            &good.pre,
             &ctx(&registry),
             "text/plain",
             b"Plan:\nWalk daily.\n",
@@ -190,7 +208,7 @@ fn the_deadline_stops_a_loop_that_fuel_would_not() {
     let (result, _) =
         registry
             .host()
-            .parse(&plugin, &ctx(&registry), "application/x-hostile", b"x");
+            .parse(&plugin.pre, &ctx(&registry), "application/x-hostile", b"x");
     assert_eq!(result.unwrap_err().code(), "plugin_deadline_exceeded");
     let elapsed = started.elapsed();
     assert!(
@@ -210,7 +228,7 @@ fn semver_compatible_contracts_are_accepted_and_others_refused() {
         .expect("0.1.9 installs");
     assert_eq!(minor.info.wit_version, "0.1.9");
     let (parsed, _) = registry.host().parse(
-        &minor,
+        &minor.pre,
         &ctx(&registry),
         "application/x-contract-minor",
         b"12345",
@@ -277,7 +295,9 @@ fn the_clinical_rule_scaffold_raises_cards() {
     let mut request = request;
     request.patient.records = vec![a1c("2024-01-05", 7.1), a1c("2024-06-05", 9.3)];
 
-    let (cards, outcome) = registry.host().evaluate(&rule, &ctx(&registry), &request);
+    let (cards, outcome) = registry
+        .host()
+        .evaluate(&rule.pre, &ctx(&registry), &request);
     let cards = cards.expect("evaluate");
     assert_eq!(cards.len(), 1);
     assert!(cards[0].summary.contains("9.3"), "{}", cards[0].summary);
@@ -288,15 +308,15 @@ fn the_clinical_rule_scaffold_raises_cards() {
         limits: registry.host().limits(),
         config: BTreeMap::from([("threshold".to_owned(), threshold.to_owned())]),
     };
-    let (cards, _) = registry.host().evaluate(&rule, &with("10"), &request);
+    let (cards, _) = registry.host().evaluate(&rule.pre, &with("10"), &request);
     assert!(cards.expect("evaluate").is_empty());
-    let (error, _) = registry.host().evaluate(&rule, &with("high"), &request);
+    let (error, _) = registry.host().evaluate(&rule.pre, &with("high"), &request);
     assert_eq!(error.unwrap_err().code(), "plugin_invalid_input");
 
     // A rule is not a parser.
     let (wrong, _) = registry
         .host()
-        .parse(&rule, &ctx(&registry), "text/plain", b"x");
+        .parse(&rule.pre, &ctx(&registry), "text/plain", b"x");
     assert_eq!(wrong.unwrap_err().code(), "plugin_wrong_kind");
 }
 
@@ -334,9 +354,10 @@ fn retrievers_see_only_what_search_hands_them() {
         limit: 2,
         now: "2025-01-01T00:00:00Z".into(),
     };
-    let (ranked, outcome) = registry
-        .host()
-        .retrieve(&retriever, &ctx(&registry), &query, search);
+    let (ranked, outcome) =
+        registry
+            .host()
+            .retrieve(&retriever.pre, &ctx(&registry), &query, search);
     let ranked = ranked.expect("retrieve");
     assert_eq!(ranked.len(), 2);
     assert_eq!(ranked[0].chunk_id, "b", "agreement wins under RRF");
@@ -351,7 +372,7 @@ fn retrievers_see_only_what_search_hands_them() {
 
     let fabricator = registry.install(&component("fabricator")).expect("install");
     let (result, _) = registry.host().retrieve(
-        &fabricator,
+        &fabricator.pre,
         &ctx(&registry),
         &query,
         Box::new(|_: &str, _: SearchMode, _: u32| vec![hit("a", "x")]),
@@ -370,7 +391,7 @@ fn the_parser_scaffold_finds_lab_values() {
     let doc = b"Visit\nHbA1c: 6.4 %\n";
     let (parsed, _) = registry
         .host()
-        .parse(&parser, &ctx(&registry), "text/plain", doc);
+        .parse(&parser.pre, &ctx(&registry), "text/plain", doc);
     let parsed = parsed.expect("parse");
     assert_eq!(parsed.records.len(), 1);
     assert_eq!(parsed.records[0].value.as_ref().unwrap().value, Some(6.4));

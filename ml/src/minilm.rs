@@ -7,7 +7,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData, activation, module};
 use safetensors::{Dtype, SafeTensors};
 
-use super::{DIM, ModelError};
+use crate::{DIM, ModelError};
 
 const HEADS: usize = 12;
 const HEAD_DIM: usize = DIM / HEADS;

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::bindings::{clinical_rules, evidence_retriever, search};
-use super::contract::Kind;
-use super::engine::{CallContext, CallOutcome, LimitOverrides, PluginFailure, PluginHost};
-use super::registry::{PluginInfo, Registry};
 use crate::config::Settings;
+use crate::plugins::{
+    CallContext, CallOutcome, Kind, LimitOverrides, Limits, PluginFailure, PluginHost, PluginInfo,
+    Registry, SearchFn, clinical_rules, evidence_retriever, search,
+};
 
 /// The input of a retriever run: a query and the chunks `search` searches.
 #[derive(Debug, Deserialize)]
@@ -75,7 +75,7 @@ fn percentiles(mut samples: Vec<Duration>) -> Percentiles {
 }
 
 /// A naive keyword search over the given chunks, standing in for the host's.
-fn keyword_search(chunks: Vec<search::Hit>) -> super::engine::SearchFn {
+fn keyword_search(chunks: Vec<search::Hit>) -> SearchFn {
     Box::new(move |query, _mode, limit| {
         let words: Vec<String> = query
             .split(|c: char| !c.is_alphanumeric())
@@ -117,8 +117,9 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let component = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let input = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
-    let host =
-        Arc::new(PluginHost::new(settings.plugin_limits()).map_err(|e| anyhow::anyhow!("{e:#}"))?);
+    let host = Arc::new(
+        PluginHost::new(Limits::from_settings(settings)).map_err(|e| anyhow::anyhow!("{e:#}"))?,
+    );
     let limits = host
         .limits()
         .with(overrides)
@@ -144,7 +145,7 @@ pub fn run(
                 .unwrap_or_else(|| crate::ingest::sniff::media_type(&input).to_owned());
             let (host, plugin, ctx) = (host.clone(), plugin.clone(), ctx.clone());
             Box::new(move || {
-                let (r, o) = host.parse(&plugin, &ctx, &media_type, &input);
+                let (r, o) = host.parse(&plugin.pre, &ctx, &media_type, &input);
                 (json(r), o)
             })
         }
@@ -153,7 +154,7 @@ pub fn run(
                 serde_json::from_slice(&input).context("the input is not a JSON hook request")?;
             let (host, plugin, ctx) = (host.clone(), plugin.clone(), ctx.clone());
             Box::new(move || {
-                let (r, o) = host.evaluate(&plugin, &ctx, &request);
+                let (r, o) = host.evaluate(&plugin.pre, &ctx, &request);
                 (json(r), o)
             })
         }
@@ -162,7 +163,8 @@ pub fn run(
                 .context("the input is not {\"query\": {...}, \"chunks\": [...]}")?;
             let (host, plugin, ctx) = (host.clone(), plugin.clone(), ctx.clone());
             Box::new(move || {
-                let (r, o) = host.retrieve(&plugin, &ctx, &query, keyword_search(chunks.clone()));
+                let (r, o) =
+                    host.retrieve(&plugin.pre, &ctx, &query, keyword_search(chunks.clone()));
                 (json(r), o)
             })
         }

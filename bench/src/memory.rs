@@ -1,4 +1,4 @@
-//! `medmemory bench-memory`: the figures behind `cargo xtask bench memory`.
+//! `medmemory-bench memory`: the figures behind `cargo xtask bench memory`.
 //!
 //! - embedding throughput (sentences/s) for short sentences and 200-token
 //!   passages at batch 1 and 8;
@@ -18,12 +18,15 @@ use anyhow::Context as _;
 use chrono::{TimeDelta, Utc};
 use uuid::Uuid;
 
-use crate::app::App;
-use crate::config::Settings;
-use crate::db::documents::NewDocument;
-use crate::db::patients::PatientFields;
-use crate::memory::{Ranked, Scope, VectorRow, VectorStore, fusion};
-use crate::ml::{DIM, Embedder};
+use medmemory::app::App;
+use medmemory::config::Settings;
+use medmemory::db::documents::NewDocument;
+use medmemory::db::patients::PatientFields;
+use medmemory::memory::fusion;
+use medmemory::memory::{Ranked, Scope, VectorRow, VectorStore};
+use medmemory::ml::{DIM, Embedder};
+
+use crate::{Rng, median, percentile};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -36,33 +39,6 @@ pub struct Options {
     pub samples: PathBuf,
     /// A scratch folder (removed after).
     pub scratch: PathBuf,
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
-fn percentile(mut xs: Vec<f64>, p: f64) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let i = ((xs.len() as f64 - 1.0) * p).round() as usize;
-    xs[i]
-}
-
-/// A small deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    }
 }
 
 /// Short clinical sentences, shared with the sentence-transformers side of
@@ -154,10 +130,10 @@ async fn ingest(settings: &Settings, options: &Options) -> anyhow::Result<()> {
     settings.database_url = None;
     settings.vector_uri = None;
     let app = App::build(settings).await?;
-    app.prepare().await?;
-    app.load_model().await;
-    anyhow::ensure!(app.embedder().is_some(), "the embedding model did not load");
-    let clinic = app.db.create_clinic("Bench").await?.id;
+    app.ingest.prepare().await?;
+    anyhow::ensure!(app.load_models().await, "the embedding model did not load");
+    let db = app.db();
+    let clinic = db.create_clinic("Bench").await?.id;
     let mut patients = Vec::new();
     for p in 0..10 {
         let fields = PatientFields {
@@ -167,25 +143,25 @@ async fn ingest(settings: &Settings, options: &Options) -> anyhow::Result<()> {
             sex: "unknown".into(),
             mrn: None,
         };
-        patients.push(app.db.create_patient(clinic, &fields).await?.id);
+        patients.push(db.create_patient(clinic, &fields).await?.id);
     }
     for i in 0..options.documents {
         let bytes = mixed_document(&options.samples, i)?;
         let patient = patients[i % patients.len()];
-        let sha = app.blobs.put(clinic, patient, &bytes).await?;
+        let sha = app.stores.blobs.put(clinic, patient, &bytes).await?;
         let new = NewDocument {
-            media_type: crate::ingest::sniff::media_type(&bytes).to_owned(),
+            media_type: medmemory::ingest::sniff::media_type(&bytes).to_owned(),
             declared_media_type: None,
             size_bytes: bytes.len() as i64,
             sha256: sha,
         };
-        app.db.create_document(clinic, patient, &new).await?;
+        db.create_document(clinic, patient, &new).await?;
     }
     let started = Instant::now();
-    tokio::spawn(app.worker.clone().run(app.clone()));
-    app.worker.wake();
+    tokio::spawn(app.ingest.clone().run());
+    app.ingest.wake();
     loop {
-        let counts = app.db.job_counts().await?;
+        let counts = db.job_counts().await?;
         let open: i64 = counts
             .iter()
             .filter(|(s, _)| s == "queued" || s == "running")
@@ -313,70 +289,5 @@ async fn search(embedder: &Arc<Embedder>, scratch: &Path, size: usize) -> anyhow
     }
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
-}
-
-/// `medmemory bench-authz`: the cost of one casbin `enforce()` (through
-/// [`crate::authz::Authz::check`]) with `assignments` role assignments spread
-/// over 100 clinics, and the time to rebuild the enforcer from SQL (what
-/// every policy change and every poll that sees one costs).
-pub async fn authz(scratch: &Path, assignments: usize) -> anyhow::Result<()> {
-    use crate::db::rbac::Assignment;
-    std::fs::create_dir_all(scratch)?;
-    let url = format!("sqlite://{}", scratch.join("authz.db").display());
-    let _ = std::fs::remove_file(scratch.join("authz.db"));
-    let db = crate::db::Db::connect(&url).await?;
-    db.migrate().await?;
-    let mut clinics = Vec::new();
-    for i in 0..100 {
-        clinics.push(db.create_clinic(&format!("Bench clinic {i}")).await?.id);
-    }
-    let roles = ["clinician", "auditor", "clinic-admin"];
-    let rows: Vec<Assignment> = (0..assignments)
-        .map(|i| Assignment {
-            subject: format!("user:{}", Uuid::from_u128(i as u128 + 1)),
-            role: roles[i % 3].to_owned(),
-            domain: clinics[i % clinics.len()].to_string(),
-        })
-        .collect();
-    for chunk in rows.chunks(1000) {
-        db.add_assignments(chunk).await?;
-    }
-    let authz = crate::authz::Authz::load(db.clone()).await?;
-    let mut reloads = Vec::new();
-    for _ in 0..5 {
-        let started = Instant::now();
-        authz.reload().await?;
-        reloads.push(started.elapsed().as_secs_f64() * 1e3);
-    }
-    let mut rng = Rng(0x5eed);
-    let mut per_call = Vec::new();
-    let mut allowed = 0usize;
-    for _ in 0..200 {
-        let started = Instant::now();
-        for _ in 0..100 {
-            let row = &rows[(rng.next() % rows.len() as u64) as usize];
-            let clinic: Uuid = row.domain.parse()?;
-            // Half the checks in the subject's own clinic, half in another.
-            let domain = if rng.next().is_multiple_of(2) {
-                crate::authz::Domain::Clinic(clinic)
-            } else {
-                crate::authz::Domain::Clinic(clinics[(rng.next() % 100) as usize])
-            };
-            if authz.check(&row.subject, domain, "patient", "read") == crate::authz::Decision::Allow
-            {
-                allowed += 1;
-            }
-        }
-        per_call.push(started.elapsed().as_secs_f64() * 1e6 / 100.0);
-    }
-    println!(
-        "authz: {assignments} assignments in 100 clinics: check() median {:.1} us, p99 {:.1} us \
-         ({allowed} of 20000 allowed); enforcer rebuild from SQL median {:.0} ms",
-        median(per_call.clone()),
-        percentile(per_call, 0.99),
-        median(reloads)
-    );
-    let _ = std::fs::remove_dir_all(scratch);
     Ok(())
 }

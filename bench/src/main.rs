@@ -1,0 +1,125 @@
+//! `medmemory-bench`: the measurements behind `cargo xtask bench memory` and
+//! `cargo xtask bench authz`, in their own binary so that none of this code
+//! ships in `medmemory`. Each works in a scratch folder and prints a report.
+
+mod authz;
+mod memory;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use medmemory::config::Settings;
+
+#[derive(Parser)]
+#[command(name = "medmemory-bench", about = "MedMemory's benchmarks.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Embedding throughput, ingest throughput and search latency.
+    Memory {
+        /// Documents to ingest; 0 skips the ingest run.
+        #[arg(long, default_value_t = 1000)]
+        documents: usize,
+        /// Synthetic table sizes for the search run, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [100_000usize, 1_000_000])]
+        table_sizes: Vec<usize>,
+        /// The folder with the HL7 and FHIR samples (`tests/samples`).
+        #[arg(long)]
+        samples: PathBuf,
+        /// A scratch folder, removed after.
+        #[arg(long)]
+        scratch: PathBuf,
+    },
+    /// casbin enforce() cost and enforcer rebuilds.
+    Authz {
+        /// Role assignments to load.
+        #[arg(long, default_value_t = 10_000)]
+        assignments: usize,
+        /// A scratch folder, removed after.
+        #[arg(long)]
+        scratch: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("medmemory-bench: invalid settings: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    medmemory::telemetry::init_logs(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("medmemory-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Memory {
+                documents,
+                table_sizes,
+                samples,
+                scratch,
+            } => {
+                let options = memory::Options {
+                    documents,
+                    table_sizes,
+                    samples,
+                    scratch,
+                };
+                memory::memory(&settings, &options).await
+            }
+            Command::Authz {
+                assignments,
+                scratch,
+            } => authz::run(&scratch, assignments).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("medmemory-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn percentile(mut xs: Vec<f64>, p: f64) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let i = ((xs.len() as f64 - 1.0) * p).round() as usize;
+    xs[i]
+}
+
+/// A small deterministic generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    }
+}

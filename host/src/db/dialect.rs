@@ -1,0 +1,191 @@
+//! Where SQLite and PostgreSQL differ, in one place. Every other statement is
+//! written once in the common subset (`$n` placeholders, `RETURNING`, ANSI
+//! types) and compiled for both drivers through [`on_pool!`](crate::on_pool).
+//!
+//! - starting a write transaction ([`WritePool`]);
+//! - serialising audit appends and clinic policy changes inside one
+//!   ([`WriteTx`]);
+//! - claiming a job from the queue ([`WritePool::claim_job`]);
+//! - telling which unique constraint a write violated ([`unique_violation`]).
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
+use sqlx::{Postgres, Sqlite, Transaction};
+use uuid::Uuid;
+
+/// The PostgreSQL advisory lock key that serialises audit appends.
+pub const PG_AUDIT_LOCK: i64 = 0x006d_6d61_7564_6974;
+
+/// A pool, and the statements whose form depends on its backend.
+pub trait WritePool {
+    /// The driver.
+    type Database: sqlx::Database;
+
+    /// Begins a write transaction. SQLite takes the write lock up front
+    /// (`BEGIN IMMEDIATE`) so two writers never deadlock upgrading read
+    /// locks; PostgreSQL uses a plain `BEGIN`.
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = sqlx::Result<Transaction<'static, Self::Database>>> + Send;
+
+    /// Takes the oldest queued job due at `at`, marks it running and returns
+    /// its id, or `None` if there is none; safe with several workers and hosts.
+    fn claim_job(
+        &self,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = sqlx::Result<Option<Uuid>>> + Send;
+}
+
+/// What an open write transaction does differently per backend.
+pub trait WriteTx {
+    /// Serialises audit appends until the transaction ends: a
+    /// transaction-scoped advisory lock on PostgreSQL; nothing on SQLite, whose
+    /// `BEGIN IMMEDIATE` already holds the write lock.
+    fn serialize_audit(&mut self) -> impl Future<Output = sqlx::Result<()>> + Send;
+
+    /// Serialises policy changes of one clinic until the transaction ends:
+    /// the clinic's row lock on PostgreSQL; nothing on SQLite (as above).
+    fn lock_clinic(&mut self, clinic: Uuid) -> impl Future<Output = sqlx::Result<()>> + Send;
+}
+
+impl WritePool for SqlitePool {
+    type Database = Sqlite;
+
+    async fn begin_write(&self) -> sqlx::Result<Transaction<'static, Sqlite>> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    async fn claim_job(&self, at: DateTime<Utc>) -> sqlx::Result<Option<Uuid>> {
+        // BEGIN IMMEDIATE holds the write lock, so select-then-update is atomic.
+        let mut tx = self.begin_write().await?;
+        let id: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE status = 'queued' AND (not_before IS NULL OR not_before <= $1)
+             ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else { return Ok(None) };
+        sqlx::query(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = $1
+             WHERE id = $2",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(id))
+    }
+}
+
+impl WritePool for PgPool {
+    type Database = Postgres;
+
+    async fn begin_write(&self) -> sqlx::Result<Transaction<'static, Postgres>> {
+        self.begin().await
+    }
+
+    async fn claim_job(&self, at: DateTime<Utc>) -> sqlx::Result<Option<Uuid>> {
+        sqlx::query_scalar(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = $1
+             WHERE id = (SELECT id FROM jobs WHERE status = 'queued'
+                           AND (not_before IS NULL OR not_before <= $1)
+                         ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+        )
+        .bind(at)
+        .fetch_optional(self)
+        .await
+    }
+}
+
+impl WriteTx for Transaction<'_, Sqlite> {
+    async fn serialize_audit(&mut self) -> sqlx::Result<()> {
+        Ok(())
+    }
+
+    async fn lock_clinic(&mut self, _clinic: Uuid) -> sqlx::Result<()> {
+        Ok(())
+    }
+}
+
+impl WriteTx for Transaction<'_, Postgres> {
+    async fn serialize_audit(&mut self) -> sqlx::Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PG_AUDIT_LOCK)
+            .execute(&mut **self)
+            .await?;
+        Ok(())
+    }
+
+    async fn lock_clinic(&mut self, clinic: Uuid) -> sqlx::Result<()> {
+        sqlx::query("SELECT id FROM clinics WHERE id = $1 FOR UPDATE")
+            .bind(clinic)
+            .execute(&mut **self)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The unique constraints a caller turns into a specific answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unique {
+    /// Clinic names are unique.
+    ClinicName,
+    /// MRNs are unique within a clinic.
+    PatientMrn,
+    /// A patient's documents are unique by content hash.
+    DocumentHash,
+    /// An OIDC identity maps to one user.
+    UserIdentity,
+    /// Token secrets are unique.
+    TokenSecret,
+}
+
+impl Unique {
+    /// PostgreSQL's name for the constraint (as in the migrations), and
+    /// SQLite's column list for it (SQLite reports unique violations by
+    /// columns, not by name).
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Unique::ClinicName => ("clinics_name_unique", "clinics.name"),
+            Unique::PatientMrn => ("patients_mrn_unique", "patients.clinic_id, patients.mrn"),
+            Unique::DocumentHash => (
+                "documents_patient_sha256",
+                "documents.clinic_id, documents.patient_id, documents.sha256",
+            ),
+            Unique::UserIdentity => ("users_issuer_subject_unique", "users.issuer, users.subject"),
+            Unique::TokenSecret => ("api_tokens_secret_hash_unique", "api_tokens.secret_hash"),
+        }
+    }
+
+    const ALL: [Unique; 5] = [
+        Unique::ClinicName,
+        Unique::PatientMrn,
+        Unique::DocumentHash,
+        Unique::UserIdentity,
+        Unique::TokenSecret,
+    ];
+}
+
+/// Which known unique constraint `err` violated, if it is such a violation.
+pub fn unique_violation(err: &sqlx::Error) -> Option<Unique> {
+    let sqlx::Error::Database(db) = err else {
+        return None;
+    };
+    if !db.is_unique_violation() {
+        return None;
+    }
+    let message = db.message();
+    Unique::ALL.into_iter().find(|u| {
+        let (pg, sqlite) = u.names();
+        db.constraint() == Some(pg)
+            || message
+                .strip_prefix("UNIQUE constraint failed: ")
+                .is_some_and(|columns| columns == sqlite)
+    })
+}

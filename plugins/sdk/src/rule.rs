@@ -1,0 +1,64 @@
+//! Bindings and helpers for the `clinical-rule` world.
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "clinical-rule",
+    pub_export_macro: true,
+    export_macro_name: "export",
+    default_bindings_module: "medmemory_plugin_sdk::rule",
+});
+
+pub use exports::medmemory::plugin::clinical_rules::{
+    Action, ActionType, Card, CardSource, Guest, HookRequest, Indicator, Link, PatientContext,
+    Service, Suggestion,
+};
+
+shared_helpers!();
+
+impl PluginInfo {
+    /// Describes a clinical rule.
+    pub fn clinical_rule(name: &str, version: &str, description: &str) -> Self {
+        PluginInfo {
+            name: name.into(),
+            version: version.into(),
+            kind: PluginKind::ClinicalRule,
+            description: description.into(),
+            media_types: Vec::new(),
+        }
+    }
+}
+
+impl Card {
+    /// A card with a summary (cut to 140 characters), an indicator and a source.
+    pub fn new(summary: &str, indicator: Indicator, source: &str) -> Card {
+        Card {
+            uuid: None,
+            summary: summary.chars().take(140).collect(),
+            indicator,
+            detail: None,
+            source: CardSource {
+                label: source.to_owned(),
+                url: None,
+                topic: None,
+            },
+            suggestions: Vec::new(),
+            links: Vec::new(),
+        }
+    }
+
+    /// Adds Markdown detail.
+    pub fn detail(mut self, detail: impl Into<String>) -> Card {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+impl PatientContext {
+    /// The newest record carrying `code` in `system`.
+    pub fn latest(&self, system: &str, code: &str) -> Option<&ClinicalRecord> {
+        self.records
+            .iter()
+            .filter(|r| r.codes.iter().any(|c| c.system == system && c.code == code))
+            .max_by(|a, b| a.effective.cmp(&b.effective))
+    }
+}
