@@ -39,22 +39,21 @@ fn sqlite_family(declared: &str) -> &'static str {
         "TEXT" => "text",
         "INTEGER" | "BIGINT" => "integer",
         "REAL" | "DOUBLE" => "real",
-        "BOOLEAN" => "boolean",
+        "BOOLEAN" => "integer",
         other => panic!("unexpected SQLite type {other}"),
     }
 }
 
 /// The type family of a PostgreSQL type, as SQLite stores it: UUIDs are
-/// 16-byte blobs, times and JSON are text.
+/// 16-byte blobs, times and JSON are text, booleans are integers.
 fn postgres_family(data_type: &str) -> &'static str {
     match data_type {
         "uuid" | "bytea" => "uuid-or-bytes",
         "text" | "character varying" | "date" | "timestamp with time zone" | "jsonb" | "json" => {
             "text"
         }
-        "bigint" | "integer" | "smallint" => "integer",
+        "bigint" | "integer" | "smallint" | "boolean" => "integer",
         "double precision" | "real" => "real",
-        "boolean" => "boolean",
         other => panic!("unexpected PostgreSQL type {other}"),
     }
 }
