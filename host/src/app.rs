@@ -16,7 +16,7 @@ use crate::config::Settings;
 use crate::db::Db;
 use crate::http::limits::{Limiter, RateLimits};
 use crate::http::{AppState, Services};
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, WorkerPolicy};
 use crate::memory::{Forget, Memory, VectorStore};
 use crate::ml::Models;
 use crate::plugins::{BreakerPolicy, Limits, PluginHost, Plugins, Registry};
@@ -116,6 +116,7 @@ impl App {
             vectors.clone(),
             models.clone(),
             forget.clone(),
+            WorkerPolicy::from_settings(&settings),
         ));
         Ok(App {
             settings: Arc::new(settings),
@@ -159,6 +160,7 @@ impl App {
                 principal: Limiter::per_minute(settings.rate_limit_per_minute),
                 address: Limiter::per_minute(settings.rate_limit_address_per_minute),
             },
+            streams: Default::default(),
         }))
     }
 

@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::aws::AmazonS3Builder;
@@ -163,13 +164,7 @@ impl BlobStore {
         }
         match &self.backend {
             Backend::Local(root) => {
-                match tokio::fs::read(Self::path(root, clinic, patient, sha256)).await {
-                    // Blobs stored by the first releases sat in one shared folder.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        tokio::fs::read(root.join(&sha256[..2]).join(sha256)).await
-                    }
-                    other => other,
-                }
+                tokio::fs::read(Self::path(root, clinic, patient, sha256)).await
             }
             Backend::Object { store, prefix } => {
                 let key = Self::object_key(prefix, clinic, patient, sha256);
@@ -221,12 +216,13 @@ impl BlobStore {
     }
 
     /// The hashes of every blob stored for a patient, and leftover temporary
-    /// files from interrupted writes (only a local folder has those).
+    /// files from interrupted writes (only a local folder has those), each
+    /// with when it was last written.
     pub async fn list_patient(
         &self,
         clinic: Uuid,
         patient: Uuid,
-    ) -> std::io::Result<(Vec<String>, Vec<PathBuf>)> {
+    ) -> std::io::Result<(Vec<(String, SystemTime)>, Vec<(PathBuf, SystemTime)>)> {
         let mut blobs = Vec::new();
         let mut partial = Vec::new();
         let root = match &self.backend {
@@ -236,7 +232,7 @@ impl BlobStore {
                 let mut listing = store.list(Some(&dir));
                 while let Some(meta) = listing.try_next().await.map_err(io_error)? {
                     if let Some(name) = meta.location.filename().filter(|n| is_sha256(n)) {
-                        blobs.push(name.to_owned());
+                        blobs.push((name.to_owned(), SystemTime::from(meta.last_modified)));
                     }
                 }
                 return Ok((blobs, partial));
@@ -255,14 +251,77 @@ impl BlobStore {
             let mut files = tokio::fs::read_dir(prefix.path()).await?;
             while let Some(file) = files.next_entry().await? {
                 let name = file.file_name().to_string_lossy().into_owned();
+                let modified = file
+                    .metadata()
+                    .await
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
                 if is_sha256(&name) {
-                    blobs.push(name);
+                    blobs.push((name, modified));
                 } else if name.starts_with('.') {
-                    partial.push(file.path());
+                    partial.push((file.path(), modified));
                 }
             }
         }
         Ok((blobs, partial))
+    }
+
+    /// Blobs in the first releases' shared layout, `<root>/<sha[..2]>/<sha>`
+    /// (only a local folder has those): the start-up sweep moves each into
+    /// the folders of the patients whose documents name it, or removes it.
+    pub async fn legacy_blobs(&self) -> std::io::Result<Vec<String>> {
+        let Backend::Local(root) = &self.backend else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        let mut entries = match tokio::fs::read_dir(root).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+            Err(e) => return Err(e),
+        };
+        while let Some(entry) = entries.next_entry().await? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_prefix = name.len() == 2 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if !is_prefix || !entry.file_type().await?.is_dir() {
+                continue;
+            }
+            let mut files = tokio::fs::read_dir(entry.path()).await?;
+            while let Some(file) = files.next_entry().await? {
+                let sha = file.file_name().to_string_lossy().into_owned();
+                if is_sha256(&sha) && sha.starts_with(&name) {
+                    found.push(sha);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Moves a blob of the shared layout into each owner's folder (checking
+    /// its hash on the way), then removes it; with no owners it is removed.
+    pub async fn adopt_legacy(&self, sha256: &str, owners: &[(Uuid, Uuid)]) -> std::io::Result<()> {
+        let Backend::Local(root) = &self.backend else {
+            return Ok(());
+        };
+        if !is_sha256(sha256) {
+            return Err(invalid());
+        }
+        let path = root.join(&sha256[..2]).join(sha256);
+        if !owners.is_empty() {
+            let bytes = tokio::fs::read(&path).await?;
+            if Self::digest(&bytes) != sha256 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a legacy blob does not match its name",
+                ));
+            }
+            for (clinic, patient) in owners {
+                self.put(*clinic, *patient, &bytes).await?;
+            }
+        }
+        tokio::fs::remove_file(&path).await?;
+        // The prefix folder goes too once empty; a non-empty one stays.
+        let _ = tokio::fs::remove_dir(root.join(&sha256[..2])).await;
+        Ok(())
     }
 
     /// The clinic and patient folders present (for reconciliation).

@@ -43,10 +43,26 @@ pub struct Settings {
     pub plugin_deadline_ms: u64,
     /// Largest output accepted from one plugin call, in bytes of text.
     pub plugin_max_output_bytes: usize,
+    /// Most records one parse may return.
+    pub plugin_max_records: usize,
+    /// Most text sections one parse may return.
+    pub plugin_max_sections: usize,
     /// Consecutive plugin failures that open its circuit breaker.
     pub plugin_breaker_threshold: u32,
     /// How long an open breaker refuses calls, in milliseconds.
     pub plugin_breaker_cooldown_ms: u64,
+    /// Ingestion jobs this process runs at once.
+    pub ingest_workers: usize,
+    /// Ingestion jobs of one clinic running at once across every instance,
+    /// so one clinic's uploads (or a stuck plugin) never hold every worker.
+    pub ingest_jobs_per_clinic: u32,
+    /// How long a claimed job stays its worker's without a renewal, in
+    /// seconds; a crashed instance's jobs are taken over after this.
+    pub job_lease_secs: u64,
+    /// Vectors and blobs that no committed row names are removed at start
+    /// only once older than this, in seconds: another instance may be
+    /// between writing them and committing. 0 is safe with one instance.
+    pub sweep_grace_secs: u64,
     /// Requests a minute per credential (expensive routes count 5).
     pub rate_limit_per_minute: u32,
     /// Requests a minute per client address.
@@ -82,8 +98,14 @@ impl Default for Settings {
             plugin_memory_bytes: 256 * 1024 * 1024,
             plugin_deadline_ms: 10_000,
             plugin_max_output_bytes: 32 * 1024 * 1024,
+            plugin_max_records: 20_000,
+            plugin_max_sections: 5_000,
             plugin_breaker_threshold: 5,
             plugin_breaker_cooldown_ms: 60_000,
+            ingest_workers: 2,
+            ingest_jobs_per_clinic: 1,
+            job_lease_secs: 30,
+            sweep_grace_secs: 600,
             rate_limit_per_minute: 600,
             rate_limit_address_per_minute: 1200,
             oidc_issuer: None,

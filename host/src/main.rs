@@ -153,20 +153,26 @@ fn main() -> ExitCode {
             }
             Command::Plugin(PluginCommand::List) => list_plugins(settings).await,
             Command::Reindex { clinic } => reindex(settings, clinic).await,
-            Command::Plugin(PluginCommand::Run(args)) => medmemory::cli::plugin_run::run(
-                &settings,
-                &args.file,
-                &args.input,
-                args.media_type.as_deref(),
-                args.config.into_iter().collect(),
-                &LimitOverrides {
-                    fuel: args.fuel,
-                    memory_bytes: args.memory_mib.map(|m| m * 1024 * 1024),
-                    deadline_ms: args.deadline_ms,
-                    ..LimitOverrides::default()
-                },
-                args.repeat,
-            ),
+            // Plugin calls block (WASI's sync bindings enter the runtime), so
+            // they run on a blocking thread, as the server runs them.
+            Command::Plugin(PluginCommand::Run(args)) => tokio::task::spawn_blocking(move || {
+                medmemory::cli::plugin_run::run(
+                    &settings,
+                    &args.file,
+                    &args.input,
+                    args.media_type.as_deref(),
+                    args.config.into_iter().collect(),
+                    &LimitOverrides {
+                        fuel: args.fuel,
+                        memory_bytes: args.memory_mib.map(|m| m * 1024 * 1024),
+                        deadline_ms: args.deadline_ms,
+                        ..LimitOverrides::default()
+                    },
+                    args.repeat,
+                )
+            })
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the plugin run stopped: {e}"))),
         }
     });
     match result {

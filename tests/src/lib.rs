@@ -80,6 +80,10 @@ fn configure(cmd: &mut Command, data: &Path, options: &Options) {
         // Tests poll fast; the rate-limit test sets its own limits.
         .env("MEDMEMORY_RATE_LIMIT_PER_MINUTE", "1000000")
         .env("MEDMEMORY_RATE_LIMIT_ADDRESS_PER_MINUTE", "1000000")
+        // A killed server's jobs come back after the shortest lease.
+        .env("MEDMEMORY_JOB_LEASE_SECS", "5")
+        // One instance per data folder: orphans may go at once.
+        .env("MEDMEMORY_SWEEP_GRACE_SECS", "0")
         .current_dir(data);
     if let Some(url) = &options.database_url {
         cmd.env("MEDMEMORY_DATABASE_URL", url);
@@ -480,6 +484,20 @@ impl TestServer {
             None,
         )
         .await
+    }
+
+    /// The id of the installed plugin called `name`.
+    pub async fn plugin_id(&self, name: &str) -> String {
+        let (status, body) = self
+            .call(reqwest::Method::GET, "/plugins", Some(&self.admin), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|p| p["name"] == name))
+            .and_then(|p| p["id"].as_str())
+            .unwrap_or_else(|| panic!("no plugin {name} installed: {body}"))
+            .to_owned()
     }
 
     /// Searches a patient's memory; returns the hits.

@@ -124,7 +124,13 @@ pub fn run(
         .limits()
         .with(overrides)
         .map_err(|name| anyhow::anyhow!("--{name} is above the host's limit or zero"))?;
-    let cache = std::env::temp_dir().join(format!("medmemory-plugin-run-{}", std::process::id()));
+    // A private folder (0700, unpredictable name) for the compiled artefacts:
+    // a shared temporary folder must not hand us someone else's code.
+    let private = tempfile::Builder::new()
+        .prefix("medmemory-plugin-run-")
+        .tempdir()
+        .context("creating a private temporary folder")?;
+    let cache = private.path().to_path_buf();
     let started = Instant::now();
     let plugin = Registry::new(host.clone(), cache.clone())
         .install(&component)
@@ -135,7 +141,7 @@ pub fn run(
         .install(&component)
         .map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
     let cached_load = started.elapsed();
-    let _ = std::fs::remove_dir_all(&cache);
+    drop(private);
 
     let ctx = Arc::new(CallContext { limits, config });
     let call: Call = match plugin.info.kind {

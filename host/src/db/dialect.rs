@@ -3,14 +3,12 @@
 //! types) and compiled for both drivers through [`on_pool!`](crate::on_pool).
 //!
 //! - starting a write transaction ([`WritePool`]);
-//! - serialising audit appends and clinic policy changes inside one
-//!   ([`WriteTx`]);
-//! - claiming a job from the queue ([`WritePool::claim_job`]);
+//! - serialising audit appends, clinic policy changes and job claims inside
+//!   one ([`WriteTx`]);
 //! - telling which unique constraint a write violated ([`unique_violation`]).
 
 use std::future::Future;
 
-use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Postgres, Sqlite, Transaction};
@@ -18,6 +16,8 @@ use uuid::Uuid;
 
 /// The PostgreSQL advisory lock key that serialises audit appends.
 pub const PG_AUDIT_LOCK: i64 = 0x006d_6d61_7564_6974;
+/// The PostgreSQL advisory lock key that serialises job claims.
+pub const PG_CLAIM_LOCK: i64 = 0x006d_6d63_6c61_696d;
 
 /// A pool, and the statements whose form depends on its backend.
 pub trait WritePool {
@@ -30,13 +30,6 @@ pub trait WritePool {
     fn begin_write(
         &self,
     ) -> impl Future<Output = sqlx::Result<Transaction<'static, Self::Database>>> + Send;
-
-    /// Takes the oldest queued job due at `at`, marks it running and returns
-    /// its id, or `None` if there is none; safe with several workers and hosts.
-    fn claim_job(
-        &self,
-        at: DateTime<Utc>,
-    ) -> impl Future<Output = sqlx::Result<Option<Uuid>>> + Send;
 }
 
 /// What an open write transaction does differently per backend.
@@ -49,6 +42,11 @@ pub trait WriteTx {
     /// Serialises policy changes of one clinic until the transaction ends:
     /// the clinic's row lock on PostgreSQL; nothing on SQLite (as above).
     fn lock_clinic(&mut self, clinic: Uuid) -> impl Future<Output = sqlx::Result<()>> + Send;
+
+    /// Serialises job claims until the transaction ends, so that a claim's
+    /// per-clinic count sees every other claim: a transaction-scoped advisory
+    /// lock on PostgreSQL; nothing on SQLite (as above).
+    fn serialize_claims(&mut self) -> impl Future<Output = sqlx::Result<()>> + Send;
 }
 
 impl WritePool for SqlitePool {
@@ -56,29 +54,6 @@ impl WritePool for SqlitePool {
 
     async fn begin_write(&self) -> sqlx::Result<Transaction<'static, Sqlite>> {
         self.begin_with("BEGIN IMMEDIATE").await
-    }
-
-    async fn claim_job(&self, at: DateTime<Utc>) -> sqlx::Result<Option<Uuid>> {
-        // BEGIN IMMEDIATE holds the write lock, so select-then-update is atomic.
-        let mut tx = self.begin_write().await?;
-        let id: Option<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE status = 'queued' AND (not_before IS NULL OR not_before <= $1)
-             ORDER BY created_at, id LIMIT 1",
-        )
-        .bind(at)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(id) = id else { return Ok(None) };
-        sqlx::query(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = $1
-             WHERE id = $2",
-        )
-        .bind(at)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(id))
     }
 }
 
@@ -88,19 +63,6 @@ impl WritePool for PgPool {
     async fn begin_write(&self) -> sqlx::Result<Transaction<'static, Postgres>> {
         self.begin().await
     }
-
-    async fn claim_job(&self, at: DateTime<Utc>) -> sqlx::Result<Option<Uuid>> {
-        sqlx::query_scalar(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = $1
-             WHERE id = (SELECT id FROM jobs WHERE status = 'queued'
-                           AND (not_before IS NULL OR not_before <= $1)
-                         ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-             RETURNING id",
-        )
-        .bind(at)
-        .fetch_optional(self)
-        .await
-    }
 }
 
 impl WriteTx for Transaction<'_, Sqlite> {
@@ -109,6 +71,10 @@ impl WriteTx for Transaction<'_, Sqlite> {
     }
 
     async fn lock_clinic(&mut self, _clinic: Uuid) -> sqlx::Result<()> {
+        Ok(())
+    }
+
+    async fn serialize_claims(&mut self) -> sqlx::Result<()> {
         Ok(())
     }
 }
@@ -125,6 +91,14 @@ impl WriteTx for Transaction<'_, Postgres> {
     async fn lock_clinic(&mut self, clinic: Uuid) -> sqlx::Result<()> {
         sqlx::query("SELECT id FROM clinics WHERE id = $1 FOR UPDATE")
             .bind(clinic)
+            .execute(&mut **self)
+            .await?;
+        Ok(())
+    }
+
+    async fn serialize_claims(&mut self) -> sqlx::Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PG_CLAIM_LOCK)
             .execute(&mut **self)
             .await?;
         Ok(())

@@ -228,6 +228,19 @@ impl Db {
         })
     }
 
+    /// The clinic and patient of every document with these bytes (for the
+    /// start-up move of blobs out of the shared legacy layout).
+    pub async fn document_owners(&self, sha256: &str) -> sqlx::Result<Vec<(Uuid, Uuid)>> {
+        on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT DISTINCT clinic_id, patient_id FROM documents WHERE sha256 = $1",
+            )
+            .bind(sha256)
+            .fetch_all(pool)
+            .await
+        })
+    }
+
     /// One document of a patient.
     pub async fn document(
         &self,

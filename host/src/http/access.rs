@@ -57,6 +57,28 @@ pub async fn audit(
     audit_event(state, &event).await
 }
 
+/// Records an admin change that succeeded, with PHI-free `detail` (ids,
+/// names of settings, never their values); the request fails if it cannot be
+/// recorded.
+pub async fn audit_change(
+    state: &AppState,
+    who: &Principal,
+    clinic: Option<Uuid>,
+    permission: Permission,
+    detail: serde_json::Value,
+) -> Result<()> {
+    let mut event = AuditEvent::now(
+        &who.subject,
+        permission.resource,
+        permission.action,
+        "succeeded",
+    );
+    event.clinic_id = clinic;
+    event.request_id = who.request_id.clone();
+    event.detail = Some(detail.to_string());
+    audit_event(state, &event).await
+}
+
 /// Appends an event; the request fails if it cannot be recorded.
 pub async fn audit_event(state: &AppState, event: &AuditEvent) -> Result<()> {
     state.db.append_audit(event).await.map_err(|e| {

@@ -49,6 +49,14 @@ pub async fn create(
     match state.db.create_clinic(name).await {
         Ok(clinic) => {
             tracing::info!(clinic = %clinic.id, "clinic created");
+            access::audit_change(
+                &state,
+                &who,
+                Some(clinic.id),
+                Permission::CLINIC_CREATE,
+                serde_json::json!({ "clinic": clinic.id }),
+            )
+            .await?;
             Ok((StatusCode::CREATED, JsonResponse(clinic)))
         }
         Err(e) if crate::db::unique_violation(&e) == Some(Unique::ClinicName) => Err(

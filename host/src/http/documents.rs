@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::AppState;
 use super::access::{self, List, PageQuery};
 use super::error::{Error, Result};
-use super::extract::{Query, RawBody};
+use super::extract::{Query, RawBody, close_after_refusal};
 use crate::auth::Principal;
 use crate::authz::Permission;
 use crate::config::Settings;
@@ -29,9 +29,10 @@ pub fn router(settings: &Settings) -> Router<AppState> {
     Router::new()
         .route(
             "/clinics/{clinic}/patients/{patient}/documents",
-            get(list)
-                .post(upload)
-                .layer(DefaultBodyLimit::max(settings.max_upload_bytes)),
+            get(list).post(upload).layer((
+                DefaultBodyLimit::max(settings.max_upload_bytes),
+                axum::middleware::map_response(close_after_refusal),
+            )),
         )
         .route(
             "/clinics/{clinic}/patients/{patient}/documents/{document}",
@@ -67,10 +68,11 @@ pub async fn upload(
     who: Principal,
     Path((clinic, patient)): Path<(String, String)>,
     headers: HeaderMap,
-    RawBody(bytes): RawBody,
+    body: RawBody,
 ) -> Result<(StatusCode, JsonResponse<Accepted>)> {
     let patient =
         access::patient(&state, &who, &clinic, &patient, Permission::DOCUMENT_CREATE).await?;
+    let bytes = body.read().await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

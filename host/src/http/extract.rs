@@ -3,8 +3,9 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
 use serde::de::DeserializeOwned;
 
 use super::error::Error;
@@ -39,18 +40,38 @@ where
     }
 }
 
-/// A raw request body within the route's size limit.
-pub struct RawBody(pub Bytes);
+/// A raw request body, not read yet: the handler authorizes the caller
+/// first, then reads it ([`RawBody::read`]) within the route's size limit, so
+/// an unauthorized caller never makes the server buffer megabytes.
+pub struct RawBody(Request);
 
 impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = Error;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(req, state)
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(RawBody(req))
+    }
+}
+
+impl RawBody {
+    /// Reads the whole body; 413 past the route's limit.
+    pub async fn read(self) -> Result<Bytes, Error> {
+        Bytes::from_request(self.0, &())
             .await
-            .map(RawBody)
             .map_err(bytes_rejection)
     }
+}
+
+/// Marks a refusal on a route with a [`RawBody`] `Connection: close`: the
+/// handler may have answered before reading the body, and a client must not
+/// send its next request on a connection that still carries those bytes.
+pub async fn close_after_refusal(mut response: Response) -> Response {
+    if !response.status().is_success() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 fn bytes_rejection(e: BytesRejection) -> Error {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::access::{self, List};
 use super::error::{Error, Result};
-use super::extract::{Json, Query, RawBody};
+use super::extract::{Json, Query, RawBody, close_after_refusal};
 use crate::auth::Principal;
 use crate::authz::{Domain, Permission};
 use crate::db::plugins::PluginStats;
@@ -33,9 +33,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/plugins",
-            get(list)
-                .post(install)
-                .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+            get(list).post(install).layer((
+                DefaultBodyLimit::max(MAX_COMPONENT_BYTES),
+                axum::middleware::map_response(close_after_refusal),
+            )),
         )
         .route("/plugins/{plugin}", get(read))
         .route("/plugins/{plugin}/stats", get(stats))
@@ -80,9 +81,10 @@ pub async fn list(
 pub async fn install(
     State(state): State<AppState>,
     who: Principal,
-    RawBody(bytes): RawBody,
+    body: RawBody,
 ) -> Result<(StatusCode, JsonResponse<PluginView>)> {
     access::authorize(&state, &who, Domain::Platform, Permission::PLUGIN_INSTALL)?;
+    let bytes = body.read().await?;
     let plugin = state
         .plugins
         .install(bytes.to_vec(), false, true)
@@ -92,6 +94,14 @@ pub async fn install(
             refused => Error::invalid(refused.code(), refused.to_string()),
         })?;
     tracing::info!(plugin = %plugin.info.name, version = %plugin.info.version, id = %plugin.info.id, "plugin installed");
+    access::audit_change(
+        &state,
+        &who,
+        None,
+        Permission::PLUGIN_INSTALL,
+        serde_json::json!({ "plugin": plugin.info.id, "name": plugin.info.name, "version": plugin.info.version }),
+    )
+    .await?;
     let view = state
         .plugins
         .get(&plugin.info.id)
@@ -192,6 +202,14 @@ async fn set_enabled(
     let clinic = clinic_plugin(&state, &who, &clinic, &plugin).await?;
     state.plugins.set_enabled(clinic, &plugin, enabled).await?;
     tracing::info!(clinic = %clinic, plugin = %plugin, enabled, "plugin choice changed");
+    access::audit_change(
+        &state,
+        &who,
+        Some(clinic),
+        Permission::PLUGIN_UPDATE,
+        serde_json::json!({ "plugin": plugin, "enabled": enabled }),
+    )
+    .await?;
     Ok(JsonResponse(clinic_view(&state, clinic, &plugin).await?))
 }
 
@@ -276,5 +294,15 @@ pub async fn configure(
         .set_config(clinic, &plugin, &body.settings, &body.limits)
         .await?;
     tracing::info!(clinic = %clinic, plugin = %plugin, "plugin settings changed");
+    // The names of the settings, never their values (they may hold secrets).
+    let keys: Vec<&String> = body.settings.keys().collect();
+    access::audit_change(
+        &state,
+        &who,
+        Some(clinic),
+        Permission::PLUGIN_UPDATE,
+        serde_json::json!({ "plugin": plugin, "settings": keys, "limits": body.limits }),
+    )
+    .await?;
     Ok(JsonResponse(clinic_view(&state, clinic, &plugin).await?))
 }

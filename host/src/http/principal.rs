@@ -21,7 +21,7 @@ impl From<AuthError> for Error {
 }
 
 /// The bearer value of the `Authorization` header, if well formed.
-fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
+pub(super) fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
     let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
         Error::unauthenticated("missing_credentials", "send Authorization: Bearer <token>")
     })?;

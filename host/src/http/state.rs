@@ -45,6 +45,8 @@ pub struct Services {
     pub metrics: PrometheusHandle,
     /// Request rate limits.
     pub limits: RateLimits,
+    /// Open job-event streams per caller.
+    pub streams: Arc<super::jobs::StreamSlots>,
 }
 
 /// The axum state: a cheap clone of the shared [`Services`].

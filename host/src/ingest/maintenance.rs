@@ -6,10 +6,12 @@
 //! without a committed chunk and blobs without a document are removed and
 //! interrupted erasures are finished; once the model is loaded, committed
 //! chunks missing from the index are embedded (from the cache when possible)
-//! and added. The sweep assumes it is the only writer of the vector store at
-//! that moment, which holds for one instance per data folder.
+//! and added. Several instances may share the stores: the sweep leaves alone
+//! what is younger than the grace period or than a live job, see
+//! [`sweep_orphans`].
 
 use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
@@ -27,6 +29,8 @@ pub struct Sweep {
     pub missing_vectors: usize,
     /// Blobs and partial writes removed because no document names them.
     pub orphan_blobs: usize,
+    /// Blobs moved from the shared legacy layout into their patients' folders.
+    pub legacy_blobs: usize,
     /// Erasures finished.
     pub erasures: usize,
 }
@@ -45,18 +49,39 @@ async fn all_clinics(app: &Ingest) -> anyhow::Result<Vec<Uuid>> {
     }
 }
 
+/// When a chunk id was made (ids are UUIDv7).
+fn made_at(id: &Uuid) -> Option<SystemTime> {
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
 /// The part of the sweep that needs no model: erasures, orphan vectors,
 /// orphan blobs. Run before the server listens.
+///
+/// Other instances may be writing meanwhile: vectors and blobs go in before
+/// the SQL commit that names them. So an orphan is removed only if it is
+/// older than the grace period and, for vectors, older than every job
+/// running under a live lease; younger ones wait for the next sweep (or are
+/// pruned by their own job's commit).
 pub async fn sweep_orphans(app: &Ingest) -> anyhow::Result<Sweep> {
     let mut sweep = Sweep::default();
     // Never blocks start-up: what fails stays pending for the background retry.
     sweep.erasures = app.forget.finish_pending().await;
+    let settled_before = SystemTime::now() - app.policy.sweep_grace;
+    let vectors_before = match app.db.oldest_live_claim().await? {
+        Some(claimed) => settled_before.min(SystemTime::from(claimed)),
+        None => settled_before,
+    };
     for clinic in all_clinics(app).await? {
         let committed: HashSet<Uuid> = app.db.clinic_chunk_ids(clinic).await?.into_iter().collect();
         let indexed = app.vectors.chunk_ids(clinic).await?;
         let stale: Vec<Uuid> = indexed
             .iter()
-            .filter(|(id, count)| !committed.contains(*id) || **count > 1)
+            .filter(|(id, count)| {
+                let orphan = !committed.contains(*id)
+                    && made_at(id).is_some_and(|made| made < vectors_before);
+                orphan || **count > 1
+            })
             .map(|(id, _)| *id)
             .collect();
         if !stale.is_empty() {
@@ -64,9 +89,22 @@ pub async fn sweep_orphans(app: &Ingest) -> anyhow::Result<Sweep> {
             sweep.orphan_vectors += stale.len();
         }
     }
+    // Blobs of the first releases' shared layout move into their patients'
+    // folders, so that delete, erasure and this sweep reach them.
+    for sha in app.blobs.legacy_blobs().await? {
+        let owners = app.db.document_owners(&sha).await?;
+        app.blobs.adopt_legacy(&sha, &owners).await?;
+        if owners.is_empty() {
+            sweep.orphan_blobs += 1;
+        } else {
+            sweep.legacy_blobs += 1;
+        }
+    }
     for (clinic, patient) in app.blobs.patients().await? {
+        let (blobs, partial) = app.blobs.list_patient(clinic, patient).await?;
         if !app.db.patient_exists(clinic, patient).await? {
-            let (blobs, partial) = app.blobs.list_patient(clinic, patient).await?;
+            // A patient row is committed before any upload for it, so a
+            // folder without one is an erased or never-created patient.
             app.blobs.erase_patient(clinic, patient).await?;
             sweep.orphan_blobs += blobs.len() + partial.len();
             continue;
@@ -77,13 +115,18 @@ pub async fn sweep_orphans(app: &Ingest) -> anyhow::Result<Sweep> {
             .await?
             .into_iter()
             .collect();
-        let (blobs, partial) = app.blobs.list_patient(clinic, patient).await?;
-        for sha in blobs.iter().filter(|sha| !named.contains(*sha)) {
+        for (sha, _) in blobs
+            .iter()
+            .filter(|(sha, written)| !named.contains(sha) && *written < settled_before)
+        {
             app.blobs.delete(clinic, patient, sha).await?;
             sweep.orphan_blobs += 1;
         }
-        for path in partial {
-            tokio::fs::remove_file(&path).await?;
+        for (path, _) in partial
+            .iter()
+            .filter(|(_, written)| *written < settled_before)
+        {
+            tokio::fs::remove_file(path).await?;
             sweep.orphan_blobs += 1;
         }
     }
@@ -199,6 +242,7 @@ impl Ingest {
             tracing::warn!(
                 orphan_vectors = sweep.orphan_vectors,
                 orphan_blobs = sweep.orphan_blobs,
+                legacy_blobs = sweep.legacy_blobs,
                 erasures = sweep.erasures,
                 "repaired state left by an interrupted process"
             );
@@ -219,15 +263,10 @@ impl Ingest {
         Ok(())
     }
 
-    /// After the model loaded: requeues jobs a stopped process left running,
-    /// indexes committed chunks missing from the index, then works jobs until
-    /// the process ends.
+    /// After the model loaded: indexes committed chunks missing from the
+    /// index, then works jobs until the process ends. Jobs a stopped process
+    /// left running come back to the queue when their leases expire.
     pub async fn resume(self: std::sync::Arc<Self>) {
-        match self.db.requeue_running_jobs(super::MAX_INTERRUPTIONS).await {
-            Ok(n) if n > 0 => tracing::warn!(jobs = n, "requeued jobs interrupted by a restart"),
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "could not requeue interrupted jobs"),
-        }
         if self.models.embedder().is_some() && self.index_problems().is_empty() {
             match index_missing(&self).await {
                 Ok(0) => {}

@@ -8,8 +8,10 @@
 //! reindex ([`maintenance`]). Uses: `db`, `blobs`, `plugins` (parsers), `ml`
 //! (the embedder) and `memory` (the vector index, forgetting). Nothing above it.
 //!
-//! The upload handler stores the bytes and queues a job in one transaction; a
-//! worker claims jobs from the database, so a restart resumes where it left off.
+//! The upload handler stores the bytes and queues a job in one transaction;
+//! workers claim jobs from the database under leases, so a restart (or another
+//! instance) resumes where a stopped worker left off, and a bounded number of
+//! jobs per clinic run at once.
 //! A job's chunks become visible in the same transaction that marks it
 //! succeeded; vectors are written first and are invisible until then, because
 //! search resolves hits through SQL.
@@ -26,7 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-pub use worker::{JobFailure, MAX_ATTEMPTS, backoff, run_job};
+pub use worker::{JobFailure, MAX_ATTEMPTS, WorkerPolicy, backoff, run_job};
 
 use crate::blobs::BlobStore;
 use crate::db::Db;
@@ -35,8 +37,8 @@ use crate::ml::Models;
 use crate::plugins::Plugins;
 use pipeline::Indexer;
 
-/// Starts of a job cut short by the process stopping before the job is failed
-/// as `interrupted` rather than tried again.
+/// Starts of a job cut short by its worker stopping (its lease expired)
+/// before the job is failed as `interrupted` rather than tried again.
 pub const MAX_INTERRUPTIONS: i64 = 10;
 
 /// The ingestion service: what the worker, the pipeline and the upkeep use.
@@ -48,6 +50,7 @@ pub struct Ingest {
     models: Models,
     forget: Arc<Forget>,
     indexer: Indexer,
+    policy: WorkerPolicy,
     wake: Notify,
     index_problems: Mutex<Vec<String>>,
 }
@@ -61,6 +64,7 @@ impl Ingest {
         vectors: Arc<VectorStore>,
         models: Models,
         forget: Arc<Forget>,
+        policy: WorkerPolicy,
     ) -> Ingest {
         Ingest {
             indexer: Indexer::new(db.clone(), vectors.clone(), models.clone()),
@@ -70,6 +74,7 @@ impl Ingest {
             vectors,
             models,
             forget,
+            policy,
             wake: Notify::new(),
             index_problems: Mutex::new(Vec::new()),
         }

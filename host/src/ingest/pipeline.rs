@@ -7,8 +7,8 @@
 //!
 //! Vectors go first: until the SQL commit they resolve to no chunk and search
 //! ignores them. If the commit fails they are taken back; a crash in between
-//! is repaired by a retry, which replaces them, or by the reconciliation at
-//! start.
+//! leaves orphans that resolve to nothing until the start-up sweep removes
+//! them.
 
 use std::sync::Arc;
 
@@ -51,8 +51,9 @@ pub struct Prepared {
 pub enum Committed {
     /// Records and chunks are visible.
     Yes,
-    /// The document or patient went away meanwhile; nothing was committed.
-    /// The caller withdraws the vectors (see `memory::Forget`).
+    /// Nothing was committed: the document or patient went away meanwhile
+    /// (the caller withdraws what is left, see `memory::Forget`), or the job
+    /// is no longer this worker's. This attempt's vectors are taken back.
     Gone,
 }
 
@@ -168,28 +169,40 @@ impl Indexer {
     }
 
     /// Writes the vectors of `prepared`, then runs `commit` (the SQL
-    /// transaction that makes the chunks visible). A failed commit takes the
-    /// vectors back.
+    /// transaction that makes the chunks visible), then removes the vectors
+    /// of the document's earlier attempts. Only this attempt's own chunk ids
+    /// are ever written or taken back, so two workers racing on one document
+    /// (one of which lost its lease) never delete each other's vectors.
     pub async fn commit(
         &self,
         origin: &Origin,
         prepared: &Prepared,
         commit: impl AsyncFnOnce(&[Chunk]) -> sqlx::Result<bool>,
     ) -> Result<Committed, PipelineError> {
-        let written = match origin.document {
-            Some((document, _)) => {
-                self.vectors
-                    .replace_document(origin.clinic, document, &prepared.rows)
-                    .await
-            }
-            None => self.vectors.upsert(origin.clinic, &prepared.rows).await,
-        };
-        written.map_err(|e| PipelineError::Vectors(e.to_string()))?;
+        let ids: Vec<Uuid> = prepared.chunks.iter().map(|c| c.id).collect();
+        self.vectors
+            .append(origin.clinic, &prepared.rows)
+            .await
+            .map_err(|e| PipelineError::Vectors(e.to_string()))?;
         match commit(&prepared.chunks).await {
-            Ok(true) => Ok(Committed::Yes),
-            Ok(false) => Ok(Committed::Gone),
+            Ok(true) => {
+                if let Some((document, _)) = origin.document
+                    && let Err(e) = self
+                        .vectors
+                        .prune_document(origin.clinic, document, &ids)
+                        .await
+                {
+                    // Harmless meanwhile: they resolve to no chunk; the
+                    // start-up sweep removes them.
+                    tracing::warn!(error = %e, "could not remove the vectors of earlier attempts");
+                }
+                Ok(Committed::Yes)
+            }
+            Ok(false) => {
+                let _ = self.vectors.delete_chunks(origin.clinic, &ids).await;
+                Ok(Committed::Gone)
+            }
             Err(e) => {
-                let ids: Vec<Uuid> = prepared.chunks.iter().map(|c| c.id).collect();
                 let _ = self.vectors.delete_chunks(origin.clinic, &ids).await;
                 Err(PipelineError::Commit(e))
             }

@@ -7,29 +7,75 @@ use super::Ingest;
 use super::pipeline::{Committed, Origin, PipelineError};
 use super::render;
 use crate::db::documents::Document;
-use crate::db::jobs::Job;
-use crate::db::new_id;
-use crate::db::now;
+use crate::db::jobs::{Claim, Job};
 use crate::db::records::{Coding, Detail, NewRecord, Provenance, Range, RecordFields, Value};
+use crate::db::{new_id, now};
 use crate::plugins::types::ClinicalRecord;
 use crate::plugins::{CallError, CallFor, PluginFailure};
 
 /// How long an idle worker sleeps before polling again without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(2);
 
+/// How this process works the queue.
+#[derive(Debug, Clone)]
+pub struct WorkerPolicy {
+    /// Jobs run at once by this process.
+    pub workers: usize,
+    /// Jobs of one clinic running at once across every instance.
+    pub per_clinic: u32,
+    /// How long a claimed job stays a worker's without a renewal.
+    pub lease: Duration,
+    /// How old an orphan vector or blob must be before the start-up sweep
+    /// removes it.
+    pub sweep_grace: Duration,
+}
+
+impl WorkerPolicy {
+    /// The policy from the settings, each value at least 1 (the lease at
+    /// least 5 seconds).
+    pub fn from_settings(settings: &crate::config::Settings) -> WorkerPolicy {
+        WorkerPolicy {
+            workers: settings.ingest_workers.clamp(1, 64),
+            per_clinic: settings.ingest_jobs_per_clinic.max(1),
+            lease: Duration::from_secs(settings.job_lease_secs.clamp(5, 3600)),
+            sweep_grace: Duration::from_secs(settings.sweep_grace_secs),
+        }
+    }
+}
+
 impl Ingest {
-    /// Runs jobs until the process ends.
+    /// Runs `policy.workers` workers until the process ends. Each claims one
+    /// job at a time under a lease that it renews while the job runs.
     pub async fn run(self: Arc<Self>) {
+        let instance = new_id();
+        let mut workers = tokio::task::JoinSet::new();
+        for slot in 0..self.policy.workers {
+            let claim = Claim {
+                owner: format!("{instance}/{slot}"),
+                lease: chrono::TimeDelta::from_std(self.policy.lease)
+                    .unwrap_or(chrono::TimeDelta::seconds(30)),
+                per_clinic: i64::from(self.policy.per_clinic),
+                max_starts: super::MAX_INTERRUPTIONS,
+            };
+            workers.spawn(self.clone().work(claim));
+        }
+        while workers.join_next().await.is_some() {}
+    }
+
+    async fn work(self: Arc<Self>, claim: Claim) {
         loop {
-            match self.db.claim_job().await {
+            match self.db.claim_job(&claim).await {
                 Ok(Some(job)) => {
                     let id = job.id;
-                    if let Err(failure) = run_job(&self, &job).await {
-                        settle(&self, &job, failure).await;
-                    } else {
-                        tracing::info!(job = %id, "ingestion job succeeded");
-                        metrics::counter!("ingest_jobs_total", "outcome" => "succeeded")
-                            .increment(1);
+                    // Another job may be waiting for a free slot.
+                    self.wake.notify_one();
+                    match self.run_leased(&job).await {
+                        Ok(()) => {
+                            tracing::info!(job = %id, "ingestion job succeeded");
+                            metrics::counter!("ingest_jobs_total", "outcome" => "succeeded")
+                                .increment(1);
+                        }
+                        Err(failure) => settle(&self, &job, failure).await,
                     }
                 }
                 Ok(None) => {
@@ -42,7 +88,36 @@ impl Ingest {
             }
         }
     }
+
+    /// Runs `job` while renewing its lease. A run whose lease was lost (the
+    /// database was out of reach longer than the lease and another worker
+    /// took the job) goes on to its end, where its finishing statements find
+    /// the job no longer its own and change nothing.
+    async fn run_leased(&self, job: &Job) -> Result<(), JobFailure> {
+        let lease = chrono::TimeDelta::from_std(self.policy.lease).unwrap_or_default();
+        let run = run_job(self, job);
+        tokio::pin!(run);
+        let mut held = true;
+        loop {
+            tokio::select! {
+                result = &mut run => return result,
+                () = tokio::time::sleep(self.policy.lease / 3), if held => {
+                    match self.db.renew_lease(job, now() + lease).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            held = false;
+                            tracing::warn!(job = %job.id, "a running job is no longer this worker's");
+                        }
+                        Err(e) => tracing::warn!(job = %job.id, error = %e, "could not renew a job lease"),
+                    }
+                }
+            }
+        }
+    }
 }
+
+/// The code of a run that lost its lease: nothing is recorded for it.
+const LEASE_LOST: &str = "lease_lost";
 
 /// Why a job failed: a stable code, a PHI-free detail, and whether trying
 /// again later may help.
@@ -88,37 +163,42 @@ pub fn backoff(attempts: i64) -> chrono::TimeDelta {
 }
 
 /// Settles a failed attempt: retry later or fail for good. A failed
-/// document keeps no vectors.
+/// document keeps no vectors. A worker that no longer holds the job's lease
+/// changes nothing.
 async fn settle(app: &Ingest, job: &Job, failure: JobFailure) {
+    if failure.code == LEASE_LOST {
+        metrics::counter!("ingest_jobs_total", "outcome" => LEASE_LOST).increment(1);
+        return;
+    }
     let retry = failure.transient && job.attempts < MAX_ATTEMPTS;
     let outcome = if retry { "retried" } else { failure.code };
     tracing::warn!(job = %job.id, code = failure.code, attempt = job.attempts, retry, "ingestion attempt failed");
     metrics::counter!("ingest_jobs_total", "outcome" => outcome).increment(1);
     let recorded = if retry {
+        let not_before = now()
+            + failure
+                .retry_after
+                .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+                .unwrap_or_else(|| backoff(job.attempts));
         app.db
-            .retry_job(
-                job.id,
-                failure.code,
-                &failure.detail,
-                now()
-                    + failure
-                        .retry_after
-                        .and_then(|d| chrono::TimeDelta::from_std(d).ok())
-                        .unwrap_or_else(|| backoff(job.attempts)),
-            )
+            .retry_job(job, failure.code, &failure.detail, not_before)
             .await
     } else {
-        if let Err(e) = app
-            .vectors
-            .delete_document(job.clinic_id, job.document_id)
-            .await
+        let failed = app.db.fail_job(job, failure.code, &failure.detail).await;
+        if let Ok(true) = failed
+            && let Err(e) = app
+                .vectors
+                .delete_document(job.clinic_id, job.document_id)
+                .await
         {
             tracing::error!(job = %job.id, error = %e, "could not remove the vectors of a failed document");
         }
-        app.db.fail_job(job.id, failure.code, &failure.detail).await
+        failed
     };
-    if let Err(e) = recorded {
-        tracing::error!(job = %job.id, error = %e, "could not record job failure");
+    match recorded {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(job = %job.id, "a job settled elsewhere; nothing recorded"),
+        Err(e) => tracing::error!(job = %job.id, error = %e, "could not record job failure"),
     }
 }
 
@@ -222,7 +302,7 @@ pub async fn run_job(app: &Ingest, job: &Job) -> Result<(), JobFailure> {
             CallError::Audit(m) => transient("audit_failed", m),
         })?;
     tracing::debug!(job = %job.id, fuel = outcome.fuel_used, elapsed_ms = outcome.elapsed.as_millis() as u64, "parsed");
-    let _ = app.db.set_job_progress(job.id, 0.3).await;
+    let _ = app.db.set_job_progress(job, 0.3).await;
 
     let records: Vec<NewRecord> = parsed
         .records
@@ -240,7 +320,7 @@ pub async fn run_job(app: &Ingest, job: &Job) -> Result<(), JobFailure> {
         .await
         .map_err(pipeline_failure)?;
     tracing::debug!(job = %job.id, chunks = prepared.chunks.len(), reused = prepared.reused, "embedded");
-    let _ = app.db.set_job_progress(job.id, 0.8).await;
+    let _ = app.db.set_job_progress(job, 0.8).await;
 
     let db = &app.db;
     let committed = app
@@ -252,6 +332,17 @@ pub async fn run_job(app: &Ingest, job: &Job) -> Result<(), JobFailure> {
         .await
         .map_err(pipeline_failure)?;
     if committed == Committed::Gone {
+        // Either the document went away (withdraw what is left of it) or the
+        // job is no longer this worker's (leave everything to its new owner).
+        let exists = app
+            .db
+            .document_in_clinic(job.clinic_id, document.id)
+            .await
+            .map_err(|e| transient("database_unavailable", e))?
+            .is_some();
+        if exists {
+            return Err(permanent(LEASE_LOST, "the worker lost its lease"));
+        }
         app.forget
             .withdraw_document(job.clinic_id, document.patient_id, document.id)
             .await;

@@ -38,11 +38,15 @@ impl VectorStore {
                 .execute()
                 .await?;
         }
-        // Safe: every writer of this table in this process waits on `writes`.
+        // Every older version goes, with the files only they reference. Files
+        // no version references yet are kept (`delete_unverified: false`):
+        // another instance sharing the store may be about to commit them, and
+        // deleting them would corrupt its write. They hold only what that
+        // write adds, never the erased rows.
         table
             .optimize(OptimizeAction::Prune {
                 older_than: Some(LanceDuration::zero()),
-                delete_unverified: Some(true),
+                delete_unverified: Some(false),
                 error_if_tagged_old_versions: Some(false),
             })
             .await?;

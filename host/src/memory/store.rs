@@ -27,6 +27,9 @@ pub(super) struct Handle {
     fts: bool,
 }
 
+/// How stale a read may be with respect to other instances' writes.
+const READ_CONSISTENCY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The embedded (or object-storage) LanceDB database.
 pub struct VectorStore {
     pub(super) connection: Connection,
@@ -46,9 +49,14 @@ pub(super) async fn delete_ids(table: &Table, ids: &[Uuid]) -> Result<(), Vector
 }
 
 impl VectorStore {
-    /// Opens (creating if needed) the database at `uri`.
+    /// Opens (creating if needed) the database at `uri`. Reads look for
+    /// other instances' writes at most a second old: several hosts may share
+    /// one store.
     pub async fn open(uri: &str) -> Result<VectorStore, VectorError> {
-        let connection = lancedb::connect(uri).execute().await?;
+        let connection = lancedb::connect(uri)
+            .read_consistency_interval(READ_CONSISTENCY)
+            .execute()
+            .await?;
         Ok(VectorStore {
             connection,
             tables: Mutex::new(HashMap::new()),
@@ -80,10 +88,19 @@ impl VectorStore {
         let table = match self.connection.open_table(&name).execute().await {
             Ok(table) => table,
             Err(lancedb::Error::TableNotFound { .. }) => {
-                self.connection
+                match self
+                    .connection
                     .create_empty_table(&name, schema())
                     .execute()
-                    .await?
+                    .await
+                {
+                    Ok(table) => table,
+                    // Another instance created it meanwhile.
+                    Err(lancedb::Error::TableAlreadyExists { .. }) => {
+                        self.connection.open_table(&name).execute().await?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             Err(e) => return Err(e.into()),
         };
@@ -138,32 +155,6 @@ impl VectorStore {
         Ok(())
     }
 
-    /// Replaces the rows of `document` in `clinic` with `rows`. Idempotent:
-    /// running it again after a crash gives the same rows.
-    pub async fn replace_document(
-        &self,
-        clinic: Uuid,
-        document: Uuid,
-        rows: &[VectorRow],
-    ) -> Result<(), VectorError> {
-        let (table, writes, fts) = self.handle(clinic).await?;
-        let data = if rows.is_empty() {
-            None
-        } else {
-            Some(batch(rows)?)
-        };
-        let _write = writes.lock().await;
-        // `document` is a typed UUID: its text form has no quotes to escape.
-        table.delete(&format!("document_id = '{document}'")).await?;
-        if let Some(data) = data {
-            table.add(data).execute().await?;
-            if !fts {
-                self.ensure_fts(clinic, &table).await?;
-            }
-        }
-        Ok(())
-    }
-
     /// Adds or replaces rows by chunk id (for records posted directly and for
     /// reconciliation).
     pub async fn upsert(&self, clinic: Uuid, rows: &[VectorRow]) -> Result<(), VectorError> {
@@ -182,8 +173,8 @@ impl VectorStore {
         Ok(())
     }
 
-    /// Adds rows without looking for earlier copies (for a rebuild into an
-    /// empty table).
+    /// Adds rows without looking for earlier copies: for chunks with fresh
+    /// ids, and for a rebuild into an empty table.
     pub async fn append(&self, clinic: Uuid, rows: &[VectorRow]) -> Result<(), VectorError> {
         let (table, writes, fts) = self.handle(clinic).await?;
         if rows.is_empty() {
@@ -218,6 +209,28 @@ impl VectorStore {
         };
         let _write = writes.lock().await;
         table.delete(&format!("document_id = '{document}'")).await?;
+        Ok(())
+    }
+
+    /// Removes the rows of a document except `keep` (the chunks its
+    /// committed job made): what an earlier or a superseded attempt left.
+    pub async fn prune_document(
+        &self,
+        clinic: Uuid,
+        document: Uuid,
+        keep: &[Uuid],
+    ) -> Result<(), VectorError> {
+        let Some((table, writes, _)) = self.existing(clinic).await? else {
+            return Ok(());
+        };
+        // Typed UUIDs only: the filter holds nothing a caller typed.
+        let mut filter = format!("document_id = '{document}'");
+        if !keep.is_empty() {
+            let quoted: Vec<String> = keep.iter().map(|id| format!("'{id}'")).collect();
+            filter.push_str(&format!(" AND chunk_id NOT IN ({})", quoted.join(", ")));
+        }
+        let _write = writes.lock().await;
+        table.delete(&filter).await?;
         Ok(())
     }
 

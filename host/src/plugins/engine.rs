@@ -78,6 +78,7 @@ impl PluginHost {
         // is empty. Components that import filesystem, sockets or HTTP are
         // refused at install, so those links are never reachable.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        super::imports::clocks::shadow_monotonic_clock(&mut linker)?;
         types::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         log::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         config::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;

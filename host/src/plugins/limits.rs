@@ -19,6 +19,10 @@ pub struct Limits {
     pub max_input_bytes: usize,
     /// Largest output accepted from a plugin, in bytes of text.
     pub max_output_bytes: usize,
+    /// Most records one parse may return (each is a row and an embedding).
+    pub max_records: usize,
+    /// Most text sections one parse may return.
+    pub max_sections: usize,
 }
 
 /// A clinic's overrides of the limits; each must stay within the host's.
@@ -35,6 +39,10 @@ pub struct LimitOverrides {
     pub max_input_bytes: Option<usize>,
     /// Output cap in bytes.
     pub max_output_bytes: Option<usize>,
+    /// Records per parse.
+    pub max_records: Option<usize>,
+    /// Sections per parse.
+    pub max_sections: Option<usize>,
 }
 
 impl Limits {
@@ -66,6 +74,8 @@ impl Limits {
                 overrides.max_output_bytes,
                 "max_output_bytes",
             )?,
+            max_records: pick(self.max_records, overrides.max_records, "max_records")?,
+            max_sections: pick(self.max_sections, overrides.max_sections, "max_sections")?,
         })
     }
 }
@@ -79,6 +89,8 @@ impl Limits {
             deadline_ms: settings.plugin_deadline_ms,
             max_input_bytes: settings.max_upload_bytes,
             max_output_bytes: settings.plugin_max_output_bytes,
+            max_records: settings.plugin_max_records,
+            max_sections: settings.plugin_max_sections,
         }
     }
 }
@@ -94,6 +106,8 @@ mod tests {
             deadline_ms: 100,
             max_input_bytes: 10,
             max_output_bytes: 10,
+            max_records: 10,
+            max_sections: 10,
         }
     }
 

@@ -35,12 +35,16 @@ fn record_bytes(r: &types::ClinicalRecord) -> usize {
         + r.reference_range.as_ref().map_or(0, |v| opt(&v.text))
 }
 
-/// Enforces the parser output contract: size, and spans inside the document.
+/// Enforces the parser output contract: counts, size, and spans inside the
+/// document.
 pub(super) fn check_parsed(
     parsed: document_parser::Parsed,
     limits: &Limits,
     input_len: usize,
 ) -> Result<document_parser::Parsed, PluginFailure> {
+    if parsed.records.len() > limits.max_records || parsed.sections.len() > limits.max_sections {
+        return Err(PluginFailure::OutputTooLarge);
+    }
     let text_bytes: usize = parsed
         .sections
         .iter()

@@ -140,6 +140,67 @@ async fn audit_trail(server: &TestServer) {
         .await;
     assert_eq!(status, 403, "clinicians do not read the trail");
 
+    // Admin changes are recorded as changes, with what changed and never a
+    // setting's value: the clinic's creation, and a plugin's choice and
+    // settings for the clinic.
+    let text = server.plugin_id("text").await;
+    let choice = format!("/clinics/{clinic}/plugins/{text}");
+    for path in [format!("{choice}/disable"), format!("{choice}/enable")] {
+        let (status, body) = server
+            .call(Method::POST, &path, Some(&server.admin), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            &format!("{choice}/config"),
+            Some(&server.admin),
+            Some(serde_json::json!({ "settings": { "api-key": "s3cret-value" } })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let auditor_token = auditor.clone();
+    let changes = |action: &'static str| {
+        let auditor = auditor_token.clone();
+        let clinic = clinic.clone();
+        async move {
+            let (status, body) = server
+                .call(
+                    Method::GET,
+                    &format!("/clinics/{clinic}/audit?action={action}&limit=500"),
+                    Some(&auditor),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["outcome"] == "succeeded")
+                .cloned()
+                .collect::<Vec<_>>()
+        }
+    };
+    let created = changes("create").await;
+    assert!(
+        created.iter().any(|e| e["resource"] == "clinic"),
+        "{created:?}"
+    );
+    let updated = changes("update").await;
+    let plugin_changes: Vec<_> = updated
+        .iter()
+        .filter(|e| e["resource"] == "plugin")
+        .collect();
+    assert_eq!(plugin_changes.len(), 3, "{updated:?}");
+    let trail = serde_json::to_string(&updated).unwrap();
+    assert!(trail.contains("api-key"), "{trail}");
+    assert!(
+        !trail.contains("s3cret-value"),
+        "a setting's value reached the trail"
+    );
+
     // The chain holds...
     let verify = || async {
         let (status, body) = server

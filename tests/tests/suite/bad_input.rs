@@ -170,3 +170,50 @@ async fn a_huge_json_upload_is_sniffed_without_parsing_it() {
         "the server grew by {growth_mib} MiB to refuse a 22 MB upload"
     );
 }
+
+/// Sends the head of a request announcing a large body, and a few bytes of
+/// it; returns the status line the server answers with, if it answers
+/// within two seconds without waiting for the rest.
+async fn answer_before_body(server: &TestServer, path: &str, token: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/v1{path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: 20000000\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&[0u8; 4096]).await.unwrap();
+    let mut answer = vec![0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(2), socket.read(&mut answer))
+        .await
+        .ok()?
+        .ok()?;
+    String::from_utf8_lossy(&answer[..read])
+        .lines()
+        .next()
+        .map(str::to_owned)
+}
+
+/// A caller without the permission is refused before the server reads a
+/// large body: installs (64 MiB) and uploads (25 MiB) authorize first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_are_refused_before_they_are_read() {
+    let server = TestServer::start().await;
+    let clinic = server.create_clinic("Refusals").await;
+    let auditor = server.clinic_token(&clinic, "auditor").await;
+    let clinician = server.clinic_token(&clinic, "clinician").await;
+    let patient = server
+        .create_patient(&clinician, &clinic, "Noor", "Haddad")
+        .await;
+
+    let status = answer_before_body(&server, "/plugins", &auditor).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 403 Forbidden"));
+    let upload = format!("/clinics/{clinic}/patients/{patient}/documents");
+    let status = answer_before_body(&server, &upload, &auditor).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 403 Forbidden"));
+    let status = answer_before_body(&server, &upload, "mm_not-a-token").await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 401 Unauthorized"));
+}

@@ -109,3 +109,63 @@ async fn blobs_live_in_an_s3_bucket() {
         "the other patient's blob stays"
     );
 }
+
+/// Blobs of the first releases' shared layout (`blobs/<sha[..2]>/<sha>`) are
+/// moved into their patients' folders at start, so document delete and
+/// erasure reach them; one that no document names is removed.
+#[tokio::test]
+async fn legacy_blobs_move_into_their_patients_folders() {
+    let server = TestServer::start().await;
+    let clinic = server.create_clinic("Legacy").await;
+    let token = server.clinic_token(&clinic, "clinic-admin").await;
+    let patient = server.create_patient(&token, &clinic, "Olga", "Lind").await;
+    let note = "Clinic letter.\n\nPlan:\nStop ibuprofen; start paracetamol as needed.\n";
+    let sha = hex(note.as_bytes());
+    let document = server.ingest_text(&token, &clinic, &patient, note).await;
+
+    // Put the document's blob where the first releases kept it, beside a
+    // stray blob no document names.
+    let blobs = server.data.path().join("blobs");
+    let current = blobs
+        .join(simple(&clinic))
+        .join(simple(&patient))
+        .join(&sha[..2])
+        .join(&sha);
+    let legacy = blobs.join(&sha[..2]).join(&sha);
+    std::fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+    std::fs::rename(&current, &legacy).unwrap();
+    let stray_bytes = b"a blob from an old release that no document names";
+    let stray_sha = hex(stray_bytes);
+    let stray = blobs.join(&stray_sha[..2]).join(&stray_sha);
+    std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    std::fs::write(&stray, stray_bytes).unwrap();
+
+    let server = server.restart().await;
+    assert!(current.exists(), "the blob is back in the patient's folder");
+    assert!(!legacy.exists(), "the legacy copy is gone");
+    assert!(!stray.exists(), "an unnamed legacy blob is removed");
+    let content = format!("/clinics/{clinic}/patients/{patient}/documents/{document}");
+    let download = server
+        .http
+        .get(server.api(&format!("{content}/content")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(download.bytes().await.unwrap().as_ref(), note.as_bytes());
+
+    // Deleting the document now removes its bytes.
+    let (status, body) = server
+        .call(reqwest::Method::DELETE, &content, Some(&token), None)
+        .await;
+    assert!(status == 200 || status == 204, "{status} {body}");
+    assert!(!current.exists(), "the blob went with its document");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

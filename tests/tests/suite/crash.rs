@@ -10,12 +10,30 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use medmemory::db::Db;
+use medmemory::db::jobs::Job;
 use medmemory::memory::VectorStore;
 use medmemory_tests::{TestServer, sample, start_on_postgres};
 
 use crate::memory::files;
 
 const TRIALS: u64 = 20;
+
+/// Waits until every job of `clinic` has succeeded or failed (at most
+/// `limit`); returns them.
+pub async fn settled_jobs(db: &Db, clinic: Uuid, limit: Duration) -> Vec<Job> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let jobs = db.clinic_jobs(clinic).await.expect("jobs");
+        if jobs
+            .iter()
+            .all(|j| j.status == "succeeded" || j.status == "failed")
+        {
+            return jobs;
+        }
+        assert!(Instant::now() < deadline, "jobs never settled: {jobs:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
 const DOCUMENTS_PER_TRIAL: usize = 6;
 
 /// A small deterministic generator (the kill moments must be reproducible).
@@ -104,18 +122,7 @@ async fn sigkill_trials(mut server: TestServer) {
     let clinic_id: Uuid = clinic.parse().unwrap();
     let patient_id: Uuid = patient.parse().unwrap();
     let db = Db::connect(&server.database_url()).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let jobs = loop {
-        let jobs = db.clinic_jobs(clinic_id).await.unwrap();
-        if jobs
-            .iter()
-            .all(|j| j.status == "succeeded" || j.status == "failed")
-        {
-            break jobs;
-        }
-        assert!(Instant::now() < deadline, "jobs never settled: {jobs:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let jobs = settled_jobs(&db, clinic_id, Duration::from_secs(600)).await;
     assert!(
         jobs.len() as u64 >= TRIALS,
         "most uploads got in: {}",

@@ -11,6 +11,8 @@
 //! - `auth`: OIDC against a certified provider, and forged tokens;
 //! - `access`: every route's 401/403, tenant isolation, policy edits;
 //! - `blobs`: document blobs in an S3-compatible bucket;
+//! - `instances`: three hosts on one PostgreSQL, vector store and bucket;
+//! - `isolation`: one clinic's hostile plugin stalls no other clinic;
 //! - `architecture`: the host's layering, module cycles and file sizes;
 //! - `schema`: the SQLite and PostgreSQL migrations give the same schema.
 
@@ -21,6 +23,8 @@ mod auth;
 mod bad_input;
 mod blobs;
 mod crash;
+mod instances;
+mod isolation;
 mod memory;
 mod model;
 mod newcomer;

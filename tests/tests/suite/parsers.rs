@@ -28,6 +28,8 @@ impl Parsers {
             deadline_ms: 10_000,
             max_input_bytes: 4 * 1024 * 1024,
             max_output_bytes: 8 * 1024 * 1024,
+            max_records: 20_000,
+            max_sections: 5_000,
         })
         .expect("engine");
         let registry = Registry::new(Arc::new(host), cache.path().to_path_buf());

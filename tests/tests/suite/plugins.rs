@@ -20,6 +20,8 @@ fn limits(fuel: u64, memory_mib: usize, deadline_ms: u64) -> Limits {
         deadline_ms,
         max_input_bytes: 1024 * 1024,
         max_output_bytes: 1024 * 1024,
+        max_records: 20_000,
+        max_sections: 5_000,
     }
 }
 
@@ -215,6 +217,101 @@ fn the_deadline_stops_a_loop_that_fuel_would_not() {
         elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(2),
         "{elapsed:?}"
     );
+}
+
+/// Output is capped by count as well as by bytes: fifty thousand
+/// one-character records are small in bytes but each would be a row and an
+/// embedding.
+#[test]
+fn a_flood_of_tiny_records_hits_the_record_cap() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut capped = limits(2_000_000_000, 128, 10_000);
+    capped.max_records = 10_000;
+    let registry = registry(capped, cache.path());
+    let plugin = registry
+        .install(&component("record-flood"))
+        .expect("install");
+    let (result, _) =
+        registry
+            .host()
+            .parse(&plugin.pre, &ctx(&registry), "application/x-hostile", b"x");
+    assert_eq!(result.unwrap_err().code(), "plugin_output_too_large");
+
+    // Under a higher cap the same output passes: the count is what failed.
+    let mut roomy = capped;
+    roomy.max_records = 50_000;
+    let registry = self::registry(roomy, cache.path());
+    let plugin = registry
+        .install(&component("record-flood"))
+        .expect("install");
+    let (result, _) =
+        registry
+            .host()
+            .parse(&plugin.pre, &ctx(&registry), "application/x-hostile", b"x");
+    assert_eq!(result.expect("within the cap").records.len(), 50_000);
+}
+
+/// A plugin that sleeps (a monotonic-clock timer and `wasi:io/poll`) gets
+/// every sleep back at once, so its loop meets fuel or the deadline like any
+/// other loop instead of holding the host in a sleep no limit applies to.
+#[test]
+fn a_sleeping_plugin_is_stopped_by_its_limits() {
+    let cache = tempfile::tempdir().unwrap();
+    let registry = registry(limits(u64::MAX, 32, 500), cache.path());
+    let plugin = registry.install(&component("sleep")).expect("install");
+    let started = Instant::now();
+    let (result, _) =
+        registry
+            .host()
+            .parse(&plugin.pre, &ctx(&registry), "application/x-hostile", b"x");
+    let elapsed = started.elapsed();
+    assert_eq!(result.unwrap_err().code(), "plugin_deadline_exceeded");
+    assert!(elapsed < Duration::from_secs(2), "slept {elapsed:?}");
+
+    // With a fuel budget, the loop of sleeps burns it like any loop.
+    let registry = registry_with_fuel(cache.path());
+    let plugin = registry.install(&component("sleep")).expect("install");
+    let (result, _) =
+        registry
+            .host()
+            .parse(&plugin.pre, &ctx(&registry), "application/x-hostile", b"x");
+    assert_eq!(result.unwrap_err().code(), "plugin_fuel_exhausted");
+}
+
+fn registry_with_fuel(cache: &std::path::Path) -> Registry {
+    registry(limits(2_000_000, 32, 60_000), cache)
+}
+
+/// `medmemory plugin run` of a sleeping plugin reports the failure; it used to
+/// panic with "Cannot start a runtime from within a runtime".
+#[test]
+fn plugin_run_reports_a_sleeping_plugin_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("sleep.wasm");
+    let input = dir.path().join("input.bin");
+    std::fs::write(&wasm, component("sleep")).unwrap();
+    std::fs::write(&input, b"x").unwrap();
+    let started = Instant::now();
+    let output = std::process::Command::new(medmemory_tests::binary())
+        .args(["plugin", "run", "--deadline-ms", "500"])
+        .arg(&wasm)
+        .arg("--input")
+        .arg(&input)
+        .args(["--media-type", "application/x-hostile"])
+        .env("MEDMEMORY_DATA_DIR", dir.path().join("data"))
+        .output()
+        .expect("run medmemory");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!output.status.success(), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let code = report["error"][0].as_str().unwrap_or_default();
+    assert!(
+        code == "plugin_deadline_exceeded" || code == "plugin_fuel_exhausted",
+        "{report}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
 }
 
 /// A plugin built against 0.1.9 runs on this 0.1.0 host; one built against

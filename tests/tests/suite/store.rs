@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use chrono::NaiveDate;
 use medmemory::db::chunks::Chunk;
 use medmemory::db::documents::NewDocument;
+use medmemory::db::jobs::Claim;
 use medmemory::db::patients::{PatientFields, PatientFilter};
 use medmemory::db::records::{
     Coding, NewRecord, Provenance, RecordFields, RecordFilter, RecordKind, Value,
@@ -32,8 +33,19 @@ fn document(sha: &str) -> NewDocument {
     }
 }
 
+/// A worker's claim with a lease of `lease_secs` (negative: already expired).
+fn worker(owner: &str, lease_secs: i64) -> Claim {
+    Claim {
+        owner: owner.into(),
+        lease: chrono::TimeDelta::seconds(lease_secs),
+        per_clinic: 10,
+        max_starts: 3,
+    }
+}
+
 /// Every check, on one freshly migrated database.
 async fn exercise(db: &Db) {
+    let w1 = worker("w1", 60);
     db.migrate().await.expect("migrate");
     db.migrate().await.expect("migrations are idempotent");
     assert!(db.migrations_current().await.unwrap());
@@ -137,14 +149,15 @@ async fn exercise(db: &Db) {
         .await
         .unwrap()
         .job;
-    let (c1, c2) = tokio::join!(db.claim_job(), db.claim_job());
+    let w2 = worker("w2", 60);
+    let (c1, c2) = tokio::join!(db.claim_job(&w1), db.claim_job(&w2));
     let claimed: HashSet<_> = [c1.unwrap(), c2.unwrap()]
         .into_iter()
         .flatten()
         .map(|j| j.id)
         .collect();
     assert_eq!(claimed, HashSet::from([job.id, job2.id]));
-    assert!(db.claim_job().await.unwrap().is_none());
+    assert!(db.claim_job(&w1).await.unwrap().is_none());
 
     // Completion writes records, chunks and status together, once.
     let record = NewRecord {
@@ -251,34 +264,95 @@ async fn exercise(db: &Db) {
             .is_empty()
     );
 
-    // A crash leaves jobs running; start-up puts them back in the queue.
-    assert_eq!(db.requeue_running_jobs(10).await.unwrap(), 1);
-    let claimed = db.claim_job().await.unwrap().unwrap();
-    assert_eq!(claimed.id, job2.id);
-    // A transient failure waits for its back-off before it is claimed again.
-    let later = medmemory::db::now() + chrono::TimeDelta::hours(1);
-    db.retry_job(job2.id, "vector_store_failed", "store down", later)
+    // A worker that stops renewing loses the job to the next claim; it can
+    // then neither renew, finish, retry nor fail it.
+    let job4 = db
+        .create_document(a.id, pa.id, &document("jkl"))
         .await
-        .unwrap();
-    assert!(db.claim_job().await.unwrap().is_none());
+        .unwrap()
+        .job;
+    let crashed = db.claim_job(&worker("crashed", -1)).await.unwrap().unwrap();
+    assert_eq!(
+        (crashed.id, crashed.lease_owner.as_deref()),
+        (job4.id, Some("crashed"))
+    );
+    let taken = db.claim_job(&w1).await.unwrap().unwrap();
+    assert_eq!((taken.id, taken.attempts), (job4.id, 2));
+    let later = medmemory::db::now() + chrono::TimeDelta::hours(1);
+    assert!(!db.renew_lease(&crashed, later).await.unwrap());
+    assert!(!db.complete_job(&crashed, pa.id, &[], &[]).await.unwrap());
+    assert!(!db.retry_job(&crashed, "x", "y", later).await.unwrap());
+    assert!(!db.fail_job(&crashed, "x", "y").await.unwrap());
+    assert!(db.renew_lease(&taken, later).await.unwrap());
+    let held = db.job(a.id, job4.id).await.unwrap().unwrap();
+    assert_eq!(
+        (held.status.as_str(), held.lease_owner.as_deref()),
+        ("running", Some("w1"))
+    );
+    assert!(db.fail_job(&taken, "no_parser", "none").await.unwrap());
+
+    // A live lease is not taken: job2 is still w1's or w2's.
+    assert!(db.claim_job(&worker("w3", 60)).await.unwrap().is_none());
+    let job2_now = db.job(a.id, job2.id).await.unwrap().unwrap();
+    assert_eq!(job2_now.status, "running");
+    // A transient failure waits for its back-off before it is claimed again.
+    assert!(
+        db.retry_job(&job2_now, "vector_store_failed", "store down", later)
+            .await
+            .unwrap()
+    );
+    assert!(db.claim_job(&w1).await.unwrap().is_none());
     let job3 = db
         .create_document(a.id, pa.id, &document("ghi"))
         .await
         .unwrap()
         .job;
-    assert_eq!(db.claim_job().await.unwrap().map(|j| j.id), Some(job3.id));
+    let claimed3 = db.claim_job(&worker("w1", -1)).await.unwrap().unwrap();
+    assert_eq!(claimed3.id, job3.id);
     let past = medmemory::db::now() - chrono::TimeDelta::seconds(1);
-    db.retry_job(job3.id, "model_failed", "busy", past)
-        .await
-        .unwrap();
-    let retried = db.claim_job().await.unwrap().unwrap();
+    assert!(
+        db.retry_job(&claimed3, "model_failed", "busy", past)
+            .await
+            .unwrap()
+    );
+    let retried = db.claim_job(&worker("w1", -1)).await.unwrap().unwrap();
     assert_eq!((retried.id, retried.attempts), (job3.id, 2));
-    // Interrupted too often: failed, not requeued.
-    assert_eq!(db.requeue_running_jobs(2).await.unwrap(), 0);
+    // Its lease expired at every start: after `max_starts` it fails as
+    // interrupted instead of running again.
+    let third = db.claim_job(&worker("w1", -1)).await.unwrap().unwrap();
+    assert_eq!((third.id, third.attempts), (job3.id, 3));
+    assert!(db.claim_job(&w1).await.unwrap().is_none());
     let given_up = db.job(a.id, job3.id).await.unwrap().unwrap();
     assert_eq!(
         (given_up.status.as_str(), given_up.error_code.as_deref()),
         ("failed", Some("interrupted"))
+    );
+
+    // At most `per_clinic` jobs of one clinic run at once.
+    let one_at_a_time = Claim {
+        per_clinic: 1,
+        ..worker("w4", 60)
+    };
+    let first = db
+        .create_document(b.id, pb.id, &document("mno"))
+        .await
+        .unwrap()
+        .job;
+    let second = db
+        .create_document(b.id, pb.id, &document("pqr"))
+        .await
+        .unwrap()
+        .job;
+    let running_b = db.claim_job(&one_at_a_time).await.unwrap().unwrap();
+    assert_eq!(running_b.id, first.id);
+    assert!(
+        db.claim_job(&one_at_a_time).await.unwrap().is_none(),
+        "a second job of the same clinic waits"
+    );
+    assert!(db.complete_job(&running_b, pb.id, &[], &[]).await.unwrap());
+    assert_eq!(
+        db.claim_job(&one_at_a_time).await.unwrap().map(|j| j.id),
+        Some(second.id)
     );
 
     // Soft delete hides the patient.

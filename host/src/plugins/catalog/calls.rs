@@ -3,7 +3,7 @@
 //! time, memory, outcome) before its result is handed back.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -16,14 +16,23 @@ use crate::plugins::failure::{CallOutcome, PluginFailure};
 use crate::plugins::registry::InstalledPlugin;
 use crate::plugins::sandbox::{CallContext, SearchFn};
 
+/// How long past its deadline a call may run before the watchdog gives up
+/// on it.
+const WATCHDOG_GRACE: Duration = Duration::from_secs(2);
+
+fn deadline(ctx: &CallContext) -> Duration {
+    Duration::from_millis(ctx.limits.deadline_ms)
+}
+
 impl Plugins {
-    /// Runs `call` through the breaker, off the async runtime, then audits it.
+    /// Runs `call` through the breaker, off the async runtime, under a
+    /// wall-clock watchdog, then audits it.
     async fn call<T, F>(
         &self,
         plugin: &Arc<InstalledPlugin>,
         who: &CallFor,
         operation: &'static str,
-        input_sha256: String,
+        (input_sha256, deadline): (String, Duration),
         call: F,
     ) -> Result<(T, CallOutcome), CallError>
     where
@@ -36,9 +45,25 @@ impl Plugins {
             (Err(PluginFailure::CircuitOpen), CallOutcome::default())
         } else {
             let p = plugin.clone();
-            tokio::task::spawn_blocking(move || call(&p))
-                .await
-                .map_err(|e| PluginFailure::Trapped(format!("host task failed: {e}")))?
+            let started = Instant::now();
+            let task = tokio::task::spawn_blocking(move || call(&p));
+            // The epoch deadline stops guest code, and no host import blocks;
+            // should a call still outlive its deadline (a host bug), the
+            // caller moves on and the thread is left to finish on its own.
+            match tokio::time::timeout(deadline + WATCHDOG_GRACE, task).await {
+                Ok(done) => {
+                    done.map_err(|e| PluginFailure::Trapped(format!("host task failed: {e}")))?
+                }
+                Err(_) => {
+                    tracing::error!(plugin = %plugin.info.name, operation, "plugin call outlived its deadline; abandoned");
+                    metrics::counter!("plugin_calls_abandoned_total").increment(1);
+                    let outcome = CallOutcome {
+                        elapsed: started.elapsed(),
+                        ..CallOutcome::default()
+                    };
+                    (Err(PluginFailure::DeadlineExceeded), outcome)
+                }
+            }
         };
         if admission != Admission::Refuse {
             let fault = result
@@ -99,7 +124,7 @@ impl Plugins {
         let host = self.registry.host().clone();
         let media_type = media_type.to_owned();
         let digest = sha256_hex(&content);
-        self.call(plugin, who, "parse", digest, move |p| {
+        self.call(plugin, who, "parse", (digest, deadline(&ctx)), move |p| {
             host.parse(&p.pre, &ctx, &media_type, &content)
         })
         .await
@@ -115,9 +140,13 @@ impl Plugins {
     ) -> Result<(Vec<clinical_rules::Card>, CallOutcome), CallError> {
         let host = self.registry.host().clone();
         let digest = sha256_hex(&serde_json::to_vec(&request).unwrap_or_default());
-        self.call(plugin, who, "evaluate", digest, move |p| {
-            host.evaluate(&p.pre, &ctx, &request)
-        })
+        self.call(
+            plugin,
+            who,
+            "evaluate",
+            (digest, deadline(&ctx)),
+            move |p| host.evaluate(&p.pre, &ctx, &request),
+        )
         .await
     }
 
@@ -132,9 +161,13 @@ impl Plugins {
     ) -> Result<(Vec<evidence_retriever::Ranked>, CallOutcome), CallError> {
         let host = self.registry.host().clone();
         let digest = sha256_hex(&serde_json::to_vec(&query).unwrap_or_default());
-        self.call(plugin, who, "retrieve", digest, move |p| {
-            host.retrieve(&p.pre, &ctx, &query, search)
-        })
+        self.call(
+            plugin,
+            who,
+            "retrieve",
+            (digest, deadline(&ctx)),
+            move |p| host.retrieve(&p.pre, &ctx, &query, search),
+        )
         .await
     }
 }
