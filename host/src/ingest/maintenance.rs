@@ -64,9 +64,11 @@ fn made_at(id: &Uuid) -> Option<SystemTime> {
 /// running under a live lease; younger ones wait for the next sweep (or are
 /// pruned by their own job's commit).
 pub async fn sweep_orphans(app: &Ingest) -> anyhow::Result<Sweep> {
-    let mut sweep = Sweep::default();
     // Never blocks start-up: what fails stays pending for the background retry.
-    sweep.erasures = app.forget.finish_pending().await;
+    let mut sweep = Sweep {
+        erasures: app.forget.finish_pending().await,
+        ..Sweep::default()
+    };
     let settled_before = SystemTime::now() - app.policy.sweep_grace;
     let vectors_before = match app.db.oldest_live_claim().await? {
         Some(claimed) => settled_before.min(SystemTime::from(claimed)),

@@ -88,12 +88,16 @@ pub enum SearchError {
 /// Query embeddings kept, across clinics (each clinic's are its own).
 const QUERY_CACHE: usize = 2048;
 
+/// A cached query: its clinic and the SHA-256 of its text.
+type QueryKey = (Uuid, [u8; 32]);
+
 /// Recently embedded queries: the same text in the same clinic is embedded
 /// once. Keyed by clinic and a digest of the text (the text itself is not
 /// kept), so one clinic cannot learn from timing what another asked.
 #[derive(Default)]
 struct QueryCache {
-    entries: HashMap<(Uuid, [u8; 32]), (Arc<Vec<f32>>, u64)>,
+    /// (clinic, text digest) -> (vector, last use).
+    entries: HashMap<QueryKey, (Arc<Vec<f32>>, u64)>,
     clock: u64,
 }
 

@@ -95,6 +95,10 @@ pub struct CallFor {
     pub request_id: Option<String>,
 }
 
+/// A circuit breaker's key: the clinic (none for calls outside one) and the
+/// plugin id.
+type BreakerKey = (Option<Uuid>, String);
+
 /// Installed plugins, persisted and audited.
 pub struct Plugins {
     registry: Arc<Registry>,
@@ -103,7 +107,7 @@ pub struct Plugins {
     breaker: BreakerPolicy,
     /// One breaker per clinic and plugin: a clinic whose calls keep failing
     /// (its documents, its lowered limits) pauses the plugin for itself only.
-    breakers: Mutex<HashMap<(Option<Uuid>, String), Arc<Breaker>>>,
+    breakers: Mutex<HashMap<BreakerKey, Arc<Breaker>>>,
 }
 
 fn view(
