@@ -44,8 +44,23 @@ impl utoipa::Modify for Bearer {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // The probes and metrics need no credential: `security: []` overrides
+        // the document-wide bearer requirement for them.
+        for path in PUBLIC {
+            if let Some(get) = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.get.as_mut())
+            {
+                get.security = Some(Vec::new());
+            }
+        }
     }
 }
+
+/// Documented routes that answer without a credential.
+const PUBLIC: [&str; 3] = ["/health", "/ready", "/metrics"];
 
 /// `/openapi.json` and `/docs` (public).
 pub fn router() -> Router<AppState> {
@@ -67,6 +82,24 @@ mod tests {
 
     use super::ApiDoc;
     use utoipa::OpenApi;
+
+    /// The probes are marked public; every other operation inherits the
+    /// bearer requirement.
+    #[test]
+    fn only_the_probes_are_public() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        assert_eq!(doc["security"], serde_json::json!([{ "bearer": [] }]));
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let public = super::PUBLIC.contains(&path.as_str());
+                assert_eq!(
+                    operation.get("security") == Some(&serde_json::json!([])),
+                    public,
+                    "{method} {path}"
+                );
+            }
+        }
+    }
 
     /// The router's routes, read from the `.route(...)` calls of every file in
     /// `http/`: `(METHOD, path)` with the `/api/v1` prefix where it applies.
