@@ -69,7 +69,7 @@ impl Ingest {
                     let id = job.id;
                     // Another job may be waiting for a free slot.
                     self.wake.notify_one();
-                    match self.run_leased(&job).await {
+                    match self.run_leased(&job, &claim).await {
                         Ok(()) => {
                             tracing::info!(job = %id, "ingestion job succeeded");
                             metrics::counter!("ingest_jobs_total", "outcome" => "succeeded")
@@ -93,8 +93,7 @@ impl Ingest {
     /// database was out of reach longer than the lease and another worker
     /// took the job) goes on to its end, where its finishing statements find
     /// the job no longer its own and change nothing.
-    async fn run_leased(&self, job: &Job) -> Result<(), JobFailure> {
-        let lease = chrono::TimeDelta::from_std(self.policy.lease).unwrap_or_default();
+    async fn run_leased(&self, job: &Job, claim: &Claim) -> Result<(), JobFailure> {
         let run = run_job(self, job);
         tokio::pin!(run);
         let mut held = true;
@@ -102,7 +101,7 @@ impl Ingest {
             tokio::select! {
                 result = &mut run => return result,
                 () = tokio::time::sleep(self.policy.lease / 3), if held => {
-                    match self.db.renew_lease(job, now() + lease).await {
+                    match self.db.renew_lease(job, now() + claim.lease).await {
                         Ok(true) => {}
                         Ok(false) => {
                             held = false;

@@ -18,6 +18,36 @@ use crate::memory::files;
 
 const TRIALS: u64 = 20;
 
+/// Asserts that SQL and the vector index at `vectors` hold the same chunks of
+/// `clinic`, each once.
+pub async fn assert_index_matches_sql(db: &Db, vectors: &str, clinic: Uuid) {
+    let committed: HashSet<Uuid> = db
+        .clinic_chunk_ids(clinic)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let indexed = VectorStore::open(vectors)
+        .await
+        .unwrap()
+        .chunk_ids(clinic)
+        .await
+        .unwrap();
+    let duplicated: Vec<_> = indexed.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicated.is_empty(), "duplicate vectors: {duplicated:?}");
+    let indexed: HashSet<Uuid> = indexed.into_keys().collect();
+    assert_eq!(
+        committed.difference(&indexed).count(),
+        0,
+        "chunks without vectors"
+    );
+    assert_eq!(
+        indexed.difference(&committed).count(),
+        0,
+        "vectors without chunks"
+    );
+}
+
 /// Waits until every job of `clinic` has succeeded or failed (at most
 /// `limit`); returns them.
 pub async fn settled_jobs(db: &Db, clinic: Uuid, limit: Duration) -> Vec<Job> {
@@ -144,30 +174,8 @@ async fn sigkill_trials(mut server: TestServer) {
         "one job per document"
     );
 
-    // SQL and the vector index hold the same chunks, each once.
-    let committed: HashSet<Uuid> = db
-        .clinic_chunk_ids(clinic_id)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
-    let vectors = VectorStore::open(server.data.path().join("vectors").to_str().unwrap())
-        .await
-        .unwrap();
-    let indexed = vectors.chunk_ids(clinic_id).await.unwrap();
-    let duplicated: Vec<_> = indexed.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(duplicated.is_empty(), "duplicate vectors: {duplicated:?}");
-    let indexed: HashSet<Uuid> = indexed.into_keys().collect();
-    assert_eq!(
-        committed.difference(&indexed).count(),
-        0,
-        "chunks without vectors"
-    );
-    assert_eq!(
-        indexed.difference(&committed).count(),
-        0,
-        "vectors without chunks"
-    );
+    let vectors = server.data.path().join("vectors");
+    assert_index_matches_sql(&db, vectors.to_str().unwrap(), clinic_id).await;
 
     // Every succeeded document has its chunks; re-run jobs left no duplicate
     // records (each HL7 message gives exactly its six results).

@@ -7,18 +7,16 @@
 //! vectors), a plugin change made on one instance holds on the others, and
 //! the audit chain verifies.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use uuid::Uuid;
 
 use medmemory::db::Db;
-use medmemory::memory::VectorStore;
 use medmemory_tests::s3::S3;
 use medmemory_tests::{Options, PgDatabase, TestServer, postgres_url};
 
-use crate::crash::settled_jobs;
+use crate::crash::{assert_index_matches_sql, settled_jobs};
 
 const WORDS: [&str; 18] = [
     "amberline",
@@ -126,22 +124,7 @@ async fn three_instances_share_one_database_store_and_bucket() {
     }
 
     // SQL and the shared vector index hold the same chunks, each once.
-    let committed: HashSet<Uuid> = db
-        .clinic_chunk_ids(clinic_id)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
-    let store = VectorStore::open(&vectors.path().display().to_string())
-        .await
-        .unwrap();
-    let indexed = store.chunk_ids(clinic_id).await.unwrap();
-    assert!(
-        indexed.values().all(|n| *n == 1),
-        "a chunk is indexed twice"
-    );
-    let indexed: HashSet<Uuid> = indexed.into_keys().collect();
-    assert_eq!(indexed, committed, "SQL and the vector index disagree");
+    assert_index_matches_sql(&db, &vectors.path().display().to_string(), clinic_id).await;
 
     // Every document is found from every live instance.
     for server in [&first, &third, &fourth] {
