@@ -1,7 +1,8 @@
-//! `medmemory-bench`: the measurements behind `cargo xtask bench memory` and
-//! `cargo xtask bench authz`, in their own binary so that none of this code
+//! `medmemory-bench`: the measurements behind `cargo xtask bench memory`,
+//! `bench answers` and `bench authz`, in their own binary so that none of this code
 //! ships in `medmemory`. Each works in a scratch folder and prints a report.
 
+mod answers;
 mod authz;
 mod memory;
 
@@ -34,6 +35,19 @@ enum Command {
         /// A scratch folder, removed after.
         #[arg(long)]
         scratch: PathBuf,
+    },
+    /// The answer model: time to first token, prefill and decode speed,
+    /// peak RSS; beside an OpenAI-compatible peer when one is given.
+    Answers {
+        /// The models folder (`data/models`).
+        #[arg(long)]
+        models: PathBuf,
+        /// Prompt length in tokens.
+        #[arg(long, default_value_t = 1000)]
+        prompt_tokens: usize,
+        /// Base URL of an OpenAI-compatible server on the same GGUF.
+        #[arg(long)]
+        peer: Option<String>,
     },
     /// casbin enforce() cost and enforcer rebuilds.
     Authz {
@@ -86,6 +100,11 @@ fn main() -> ExitCode {
                 assignments,
                 scratch,
             } => authz::run(&scratch, assignments).await,
+            Command::Answers {
+                models,
+                prompt_tokens,
+                peer,
+            } => answers::run(&models, prompt_tokens, peer).await,
         }
     });
     match result {

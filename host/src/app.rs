@@ -20,6 +20,7 @@ use crate::ingest::{Ingest, WorkerPolicy};
 use crate::memory::{Forget, Memory, VectorStore};
 use crate::ml::Models;
 use crate::plugins::{BreakerPolicy, Limits, PluginHost, Plugins, Registry};
+use crate::rag::{AnswerPolicy, Generator, Rag};
 
 /// How often each instance checks the database for policy changes made
 /// elsewhere (the CLI, another instance).
@@ -59,6 +60,8 @@ pub struct App {
     pub forget: Arc<Forget>,
     /// Ingestion: worker, pipeline, upkeep.
     pub ingest: Arc<Ingest>,
+    /// Answers: retrieval, generation, grounding.
+    pub rag: Arc<Rag>,
     /// The OIDC access-token verifier, when an issuer is configured.
     pub oidc: Option<Arc<Oidc>>,
 }
@@ -118,7 +121,15 @@ impl App {
             forget.clone(),
             WorkerPolicy::from_settings(&settings),
         ));
+        let generator = Generator::from_settings(&settings, models.clone())?;
+        let rag = Arc::new(Rag::new(
+            db.clone(),
+            memory.clone(),
+            generator,
+            AnswerPolicy::from_settings(&settings),
+        ));
         Ok(App {
+            rag,
             settings: Arc::new(settings),
             stores: Stores { db, vectors, blobs },
             engines: Engines { plugins, models },
@@ -152,6 +163,7 @@ impl App {
             auth: Authenticator::new(self.stores.db.clone(), self.oidc.clone()),
             plugins: self.engines.plugins.clone(),
             memory: self.memory.clone(),
+            rag: self.rag.clone(),
             forget: self.forget.clone(),
             ingest: self.ingest.clone(),
             models: self.engines.models.clone(),
@@ -173,10 +185,18 @@ impl App {
         let ingest = self.ingest.clone();
         let models = self.engines.models.clone();
         let dir = self.settings.models_dir();
+        let local_generator = matches!(self.rag.generator(), Generator::Local(_));
         tokio::spawn(async move {
-            if models.load(dir).await {
+            if models.load(dir.clone()).await {
                 ingest.wake();
             }
+            // The local generator loads after the embedder, which ingestion
+            // and `/ready` wait for; `/ask` says 503 until it is loaded.
+            if local_generator {
+                let models = models.clone();
+                tokio::spawn(async move { models.load_llm(dir).await });
+            }
+            // Works jobs until the process ends.
             ingest.resume().await;
         });
         tokio::spawn(self.authz.clone().keep_in_sync(POLICY_POLL));

@@ -80,6 +80,32 @@ pub struct Settings {
     /// The least time between two key refetches caused by unknown key ids,
     /// in milliseconds.
     pub oidc_jwks_refetch_min_ms: u64,
+    /// Who writes answers: `local` (SmolLM2 on burn, in this process),
+    /// `openai` (an OpenAI-compatible chat-completions server) or `none`.
+    pub generator: String,
+    /// The server's base URL, with `generator = "openai"`.
+    pub generator_url: Option<String>,
+    /// The model name sent to the server.
+    pub generator_model: Option<String>,
+    /// The bearer key sent to the server (from the environment, preferably).
+    pub generator_api_key: Option<String>,
+    /// Longest answer, in tokens.
+    pub answer_max_tokens: usize,
+    /// Evidence items one answer may use.
+    pub answer_evidence: usize,
+    /// Characters of one evidence item placed in the prompt; with
+    /// `answer_evidence`, the evidence budget that bounds time to first token.
+    pub answer_evidence_chars: usize,
+    /// The least cosine similarity between the question and its best
+    /// evidence; below it the answer is refused without calling the model.
+    pub answer_min_relevance: f32,
+    /// Answers generated at once by this process.
+    pub answer_concurrency: usize,
+    /// Questions waiting for a generation slot; more are refused with 503.
+    pub answer_queue: usize,
+    /// Prompt and completion tokens one clinic may spend per hour, across
+    /// every instance; more are refused with 429.
+    pub answer_tokens_per_clinic_hour: i64,
 }
 
 impl Default for Settings {
@@ -114,6 +140,17 @@ impl Default for Settings {
             oidc_leeway_secs: 30,
             oidc_jwks_refresh_secs: 300,
             oidc_jwks_refetch_min_ms: 10_000,
+            generator: "local".into(),
+            generator_url: None,
+            generator_model: None,
+            generator_api_key: None,
+            answer_max_tokens: 160,
+            answer_evidence: 5,
+            answer_evidence_chars: 400,
+            answer_min_relevance: 0.2,
+            answer_concurrency: 1,
+            answer_queue: 8,
+            answer_tokens_per_clinic_hour: 500_000,
         }
     }
 }

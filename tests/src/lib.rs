@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub mod chat_peer;
 pub mod oidc;
 pub mod s3;
 
@@ -84,6 +85,9 @@ fn configure(cmd: &mut Command, data: &Path, options: &Options) {
         .env("MEDMEMORY_JOB_LEASE_SECS", "5")
         // One instance per data folder: orphans may go at once.
         .env("MEDMEMORY_SWEEP_GRACE_SECS", "0")
+        // Sixty servers need not each load a 600 MB decoder: the answer
+        // tests choose their generator (the local one, or a scripted peer).
+        .env("MEDMEMORY_GENERATOR", "none")
         .current_dir(data);
     if let Some(url) = &options.database_url {
         cmd.env("MEDMEMORY_DATABASE_URL", url);

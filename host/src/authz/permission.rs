@@ -43,6 +43,7 @@ permissions! {
     DOCUMENT_DELETE = "document"."delete";
     JOB_READ = "job"."read";
     MEMORY_SEARCH = "memory"."search";
+    MEMORY_ASK = "memory"."ask";
     TOKEN_CREATE = "token"."create";
     TOKEN_READ = "token"."read";
     TOKEN_DELETE = "token"."delete";

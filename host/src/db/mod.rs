@@ -14,6 +14,7 @@
 pub mod audit;
 pub mod chunks;
 pub mod clinics;
+pub mod conversations;
 pub mod dialect;
 pub mod documents;
 pub mod embeddings;

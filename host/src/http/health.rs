@@ -47,6 +47,9 @@ pub struct Readiness {
     /// The names of the failed checks.
     #[schema(value_type = Vec<String>)]
     pub failed: Vec<&'static str>,
+    /// What is reported but not required to serve: `generator` (the answer
+    /// model; `/ask` answers 503 until it is usable).
+    pub optional: Vec<Check>,
 }
 
 /// Logs why a check failed and returns the public wording.
@@ -107,6 +110,15 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         Some(oidc) if oidc.is_ready() => Ok(()),
         Some(_) => Err("the identity provider's keys are not loaded yet".to_owned()),
     };
+    // Reported, not required: search and ingestion work without it.
+    let generator = match state.rag.generator() {
+        g if g.ready() => Ok(()),
+        crate::rag::Generator::Disabled => Err("disabled (generator = \"none\")".to_owned()),
+        _ => match state.models.llm_error() {
+            Some(e) => Err(hidden("generator", e)),
+            None => Err("loading".to_owned()),
+        },
+    };
     let checks = vec![
         check("database", database),
         check("identity_provider", identity),
@@ -126,6 +138,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         ready: failed.is_empty(),
         checks,
         failed,
+        optional: vec![check("generator", generator)],
     };
     (status, axum::Json(body)).into_response()
 }

@@ -39,13 +39,13 @@ pub const MAX_STREAMS_PER_CALLER: usize = 4;
 pub struct StreamSlots(Mutex<HashMap<String, usize>>);
 
 /// One open stream; gives its slot back when the stream is dropped.
-struct StreamSlot {
+pub(super) struct StreamSlot {
     slots: Arc<StreamSlots>,
     subject: String,
 }
 
 impl StreamSlots {
-    fn take(self: &Arc<Self>, subject: &str) -> Option<StreamSlot> {
+    pub(super) fn take(self: &Arc<Self>, subject: &str) -> Option<StreamSlot> {
         let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(subject.to_owned()).or_default();
         if *count >= MAX_STREAMS_PER_CALLER {

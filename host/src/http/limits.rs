@@ -1,5 +1,5 @@
 //! Rate limits: token buckets per credential and per client address, checked
-//! before any work is done. Expensive routes (search, uploads,
+//! before any work is done. Expensive routes (search, questions, uploads,
 //! record batches, plugin installs, erasure) cost more tokens than cheap
 //! ones. An empty bucket answers 429 with `Retry-After`.
 //!
@@ -90,6 +90,7 @@ pub struct RateLimits {
 
 fn expensive(method: &Method, route: &str) -> bool {
     route.ends_with("/search")
+        || route.ends_with("/ask")
         || route.ends_with("/erase")
         || (method == Method::POST
             && (route.ends_with("/documents")

@@ -13,8 +13,10 @@
 //! every problem document.
 
 pub mod access;
+pub mod answers;
 pub mod audit;
 pub mod clinics;
+pub mod conversations;
 pub mod documents;
 pub mod error;
 pub mod extract;
@@ -54,8 +56,10 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
+        .merge(answers::router())
         .merge(audit::router())
         .merge(clinics::router())
+        .merge(conversations::router())
         .merge(patients::router())
         .merge(documents::router(&state.settings))
         .merge(jobs::router())

@@ -8,8 +8,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::AppState;
 use super::{
-    audit, clinics, documents, error, health, jobs, me, patients, plugins, policies, records,
-    search, tokens,
+    answers, audit, clinics, conversations, documents, error, health, jobs, me, patients, plugins,
+    policies, records, search, tokens,
 };
 
 /// The MedMemory REST API.
@@ -23,7 +23,8 @@ use super::{
         patients::erase,
         records::list, records::read, records::create, records::fhir,
         documents::upload, documents::list, documents::read, documents::content, documents::remove,
-        jobs::read, jobs::events, search::search, tokens::create, tokens::list, tokens::revoke,
+        jobs::read, jobs::events, search::search,
+        answers::ask, conversations::conversations, conversations::conversation, conversations::feedback, tokens::create, tokens::list, tokens::revoke,
         audit::list, audit::verify,
         plugins::list, plugins::install, plugins::read, plugins::stats, plugins::clinic_list,
         plugins::enable, plugins::disable, plugins::configure,
@@ -106,9 +107,11 @@ mod tests {
     fn routes_in_source() -> BTreeSet<(String, String)> {
         let own = include_str!("openapi.rs");
         let own = &own[..own.find("#[cfg(test)]").unwrap_or(own.len())];
-        let files: [(&str, &str); 13] = [
+        let files: [(&str, &str); 15] = [
+            ("answers", include_str!("answers.rs")),
             ("audit", include_str!("audit.rs")),
             ("clinics", include_str!("clinics.rs")),
+            ("conversations", include_str!("conversations.rs")),
             ("documents", include_str!("documents.rs")),
             ("health", include_str!("health.rs")),
             ("jobs", include_str!("jobs.rs")),

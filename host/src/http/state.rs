@@ -35,6 +35,8 @@ pub struct Services {
     pub plugins: Arc<Plugins>,
     /// Patient memory: search.
     pub memory: Arc<Memory>,
+    /// Answers: retrieval, generation, grounding.
+    pub rag: Arc<crate::rag::Rag>,
     /// Document delete and patient erasure.
     pub forget: Arc<Forget>,
     /// Ingestion: the job worker and the indexing pipeline.

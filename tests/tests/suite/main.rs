@@ -4,6 +4,8 @@
 //!   real binary with real SQLite or PostgreSQL, LanceDB, model and plugins;
 //! - `store`: the repositories against SQLite and PostgreSQL;
 //! - `model`: the embedder against sentence-transformers' reference vectors;
+//! - `llm`: the decoder against transformers' greedy tokens on the same GGUF;
+//! - `answers`: `/ask` grounding, streaming, disconnect, quotas, conversations;
 //! - `plugins`: the sandbox with the compiled first-party plugins;
 //! - `memory`: records, hybrid search, FHIR export, erasure, reindex, SSE;
 //! - `crash`: ingestion under SIGKILL, twenty times, on SQLite and PostgreSQL;
@@ -17,6 +19,7 @@
 //! - `schema`: the SQLite and PostgreSQL migrations give the same schema.
 
 mod access;
+mod answers;
 mod architecture;
 mod audit;
 mod auth;
@@ -25,6 +28,7 @@ mod blobs;
 mod crash;
 mod instances;
 mod isolation;
+mod llm;
 mod memory;
 mod model;
 mod newcomer;
