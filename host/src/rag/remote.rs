@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::generator::{GenerateError, Output, Request};
+use super::draft::{GenerateError, Output, Request};
 use crate::ml::llm::Role;
 
 /// Longest wait for the server's next bytes.

