@@ -107,11 +107,15 @@ pub async fn run(models: &Path, prompt_tokens: usize, peer: Option<String>) -> a
     };
     let generator = Generator::from_settings(&settings, Default::default())?;
     let (mut ttft, mut decode) = (Vec::new(), Vec::new());
-    for _ in 0..RUNS {
+    for run in 0..RUNS {
         let (tx, mut rx) = mpsc::channel(1024);
         let started = Instant::now();
+        // A different first token each run: llama-server would otherwise
+        // reuse the cached prompt and skip the prefill being measured.
+        let mut messages = messages.clone();
+        messages[0].content = format!("Run {run}. {}", messages[0].content);
         let request = Request {
-            messages: messages.clone(),
+            messages,
             max_tokens: DECODE,
         };
         let drain = tokio::spawn(async move {
