@@ -53,12 +53,31 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-pub async fn run(models: &Path, prompt_tokens: usize, peer: Option<String>) -> anyhow::Result<()> {
+pub async fn run(
+    models: &Path,
+    prompt_tokens: usize,
+    peer: Option<String>,
+    prompt_out: Option<&Path>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let llm = Llm::load(models).context("loading the generator (run `cargo xtask models`)")?;
     let load = started.elapsed();
     let messages = long_prompt(&llm, prompt_tokens)?;
     let prompt = llm.tokenizer.chat(&messages)?;
+    if let Some(path) = prompt_out {
+        let json: Vec<_> = messages
+            .iter()
+            .map(|m| {
+                let role = if m.role == Role::System {
+                    "system"
+                } else {
+                    "user"
+                };
+                format!("{{\"role\":\"{role}\",\"content\":{:?}}}", m.content)
+            })
+            .collect();
+        std::fs::write(path, format!("[{}]", json.join(",")))?;
+    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "answers: SmolLM2-135M-Instruct Q4_1 (f32 weights in memory), {} prompt tokens, {DECODE} decoded, {threads} threads, median of {RUNS}",

@@ -48,6 +48,9 @@ enum Command {
         /// Base URL of an OpenAI-compatible server on the same GGUF.
         #[arg(long)]
         peer: Option<String>,
+        /// Writes the chat prompt as JSON here (for the transformers side).
+        #[arg(long)]
+        prompt_out: Option<PathBuf>,
     },
     /// casbin enforce() cost and enforcer rebuilds.
     Authz {
@@ -104,7 +107,8 @@ fn main() -> ExitCode {
                 models,
                 prompt_tokens,
                 peer,
-            } => answers::run(&models, prompt_tokens, peer).await,
+                prompt_out,
+            } => answers::run(&models, prompt_tokens, peer, prompt_out.as_deref()).await,
         }
     });
     match result {

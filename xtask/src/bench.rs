@@ -255,8 +255,14 @@ pub fn bench_answers(root: &Path, extra: &[String]) -> Result {
             eprintln!("xtask: llama-server did not start");
         }
     }
+    let prompt = target_dir(root).join("bench/answers-prompt.json");
+    fs::create_dir_all(target_dir(root).join("bench")).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&binary);
-    cmd.arg("answers").arg("--models").arg(&models);
+    cmd.arg("answers")
+        .arg("--models")
+        .arg(&models)
+        .arg("--prompt-out")
+        .arg(&prompt);
     if let Some((url, _)) = &peer {
         cmd.arg("--peer").arg(url);
     }
@@ -267,5 +273,15 @@ pub fn bench_answers(root: &Path, extra: &[String]) -> Result {
         let _ = child.kill();
         let _ = child.wait();
     }
-    result
+    result?;
+    let Some(python) = reference_venv(root) else {
+        return Ok(());
+    };
+    run(Command::new(&python)
+        .arg(root.join("xtask/bench/reference_generator.py"))
+        .arg(models.join(GENERATOR.id))
+        .arg(GENERATOR.files[0])
+        .arg(&prompt)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TQDM_DISABLE", "1"))
 }
