@@ -23,8 +23,6 @@ pub struct Output {
     pub first_token: Option<Duration>,
     /// Whether it ended because the receiver went away.
     pub cancelled: bool,
-    /// Whether the token counts are the generator's own (not estimated).
-    pub usage_reported: bool,
 }
 
 /// Why generation failed.

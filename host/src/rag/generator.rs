@@ -133,7 +133,6 @@ async fn local(
             completion_tokens: generation.tokens.len(),
             first_token,
             cancelled: gone || generation.finish == Finish::Cancelled,
-            usage_reported: true,
         })
     })
     .await

@@ -186,7 +186,6 @@ impl Remote {
                 if let Some(usage) = chunk.usage {
                     output.prompt_tokens = usage.prompt_tokens;
                     output.completion_tokens = usage.completion_tokens;
-                    output.usage_reported = true;
                 }
                 for choice in chunk.choices.unwrap_or_default() {
                     let Some(text) = choice.delta.and_then(|d| d.content) else {
