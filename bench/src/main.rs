@@ -3,6 +3,7 @@
 //! ships in `medmemory`. Each works in a scratch folder and prints a report.
 
 mod answers;
+mod ask;
 mod authz;
 mod memory;
 
@@ -51,6 +52,18 @@ enum Command {
         /// Writes the chat prompt as JSON here (for the transformers side).
         #[arg(long)]
         prompt_out: Option<PathBuf>,
+    },
+    /// `/ask` end to end with the local model at 1 and 4 concurrent clients.
+    Ask {
+        /// The models folder (`data/models`).
+        #[arg(long)]
+        models: PathBuf,
+        /// The first-party plugins folder (`data/plugins`).
+        #[arg(long)]
+        plugins: PathBuf,
+        /// Rounds per concurrency level (each client asks once per round).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// casbin enforce() cost and enforcer rebuilds.
     Authz {
@@ -109,6 +122,11 @@ fn main() -> ExitCode {
                 peer,
                 prompt_out,
             } => answers::run(&models, prompt_tokens, peer, prompt_out.as_deref()).await,
+            Command::Ask {
+                models,
+                plugins,
+                rounds,
+            } => ask::run(&models, &plugins, rounds).await,
         }
     });
     match result {

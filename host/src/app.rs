@@ -21,6 +21,7 @@ use crate::memory::{Forget, Memory, VectorStore};
 use crate::ml::Models;
 use crate::plugins::{BreakerPolicy, Limits, PluginHost, Plugins, Registry};
 use crate::rag::{AnswerPolicy, Generator, Rag};
+use crate::retrieval::Retrieval;
 
 /// How often each instance checks the database for policy changes made
 /// elsewhere (the CLI, another instance).
@@ -62,6 +63,8 @@ pub struct App {
     pub ingest: Arc<Ingest>,
     /// Answers: retrieval, generation, grounding.
     pub rag: Arc<Rag>,
+    /// Evidence for a question, chosen by the clinic's retriever.
+    pub retrieval: Arc<Retrieval>,
     /// The OIDC access-token verifier, when an issuer is configured.
     pub oidc: Option<Arc<Oidc>>,
 }
@@ -122,14 +125,16 @@ impl App {
             WorkerPolicy::from_settings(&settings),
         ));
         let generator = Generator::from_settings(&settings, models.clone())?;
+        let retrieval = Arc::new(Retrieval::new(db.clone(), memory.clone(), plugins.clone()));
         let rag = Arc::new(Rag::new(
             db.clone(),
-            memory.clone(),
+            retrieval.clone(),
             generator,
             AnswerPolicy::from_settings(&settings),
         ));
         Ok(App {
             rag,
+            retrieval,
             settings: Arc::new(settings),
             stores: Stores { db, vectors, blobs },
             engines: Engines { plugins, models },
@@ -164,6 +169,7 @@ impl App {
             plugins: self.engines.plugins.clone(),
             memory: self.memory.clone(),
             rag: self.rag.clone(),
+            retrieval: self.retrieval.clone(),
             forget: self.forget.clone(),
             ingest: self.ingest.clone(),
             models: self.engines.models.clone(),

@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod memory;
 pub mod plugins;
 pub mod rag;
+pub mod retrieval;
 pub mod telemetry;
 
 /// The models: a crate of their own, built optimised (see the workspace

@@ -274,6 +274,14 @@ pub fn bench_answers(root: &Path, extra: &[String]) -> Result {
         let _ = child.wait();
     }
     result?;
+    // `/ask` end to end, local model, 1 and 4 concurrent clients.
+    run(Command::new(&binary)
+        .arg("ask")
+        .arg("--models")
+        .arg(&models)
+        .arg("--plugins")
+        .arg(root.join("data/plugins"))
+        .env("MEDMEMORY_LOG", "warn"))?;
     let Some(python) = reference_venv(root) else {
         return Ok(());
     };

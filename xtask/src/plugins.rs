@@ -83,19 +83,29 @@ pub fn scaffold_check_dir(root: &Path, kind: &str) -> PathBuf {
 }
 
 /// Writes the WIT of the contract-version test plugins: the real contract with
-/// a compatible (0.1.9) and an incompatible (0.2.0) version.
+/// a compatible (0.2.9) and an incompatible (0.3.0) version, and the frozen
+/// previous contract (0.1.0), which the host still runs.
 pub fn contract_variants(root: &Path) -> Result {
     let wit = fs::read_to_string(root.join("wit/plugin.wit")).map_err(|e| e.to_string())?;
-    let current = "package medmemory:plugin@0.1.0;";
+    let current = "package medmemory:plugin@0.2.0;";
     if !wit.contains(current) {
         return Err(format!(
             "wit/plugin.wit no longer declares `{current}`; update xtask"
         ));
     }
-    for (crate_dir, version) in [("contract-minor", "0.1.9"), ("contract-major", "0.2.0")] {
+    let legacy = fs::read_to_string(root.join("wit/0.1/plugin.wit")).map_err(|e| e.to_string())?;
+    for (crate_dir, version) in [
+        ("contract-minor", "0.2.9"),
+        ("contract-major", "0.3.0"),
+        ("contract-legacy", "0.1.0"),
+    ] {
         let dir = root.join("plugins/hostile").join(crate_dir).join("wit");
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let text = wit.replace(current, &format!("package medmemory:plugin@{version};"));
+        let text = if version == "0.1.0" {
+            legacy.clone()
+        } else {
+            wit.replace(current, &format!("package medmemory:plugin@{version};"))
+        };
         fs::write(dir.join("plugin.wit"), text).map_err(|e| e.to_string())?;
     }
     Ok(())

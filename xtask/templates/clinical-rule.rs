@@ -11,7 +11,7 @@
 //! - Install it: `medmemory plugin install <the .wasm>` or `POST /api/v1/plugins`
 
 use medmemory_plugin_sdk::rule::{
-    Card, Guest, HookRequest, Indicator, PluginError, PluginInfo, Service, config,
+    Card, Evaluation, Guest, HookRequest, Indicator, PluginError, PluginInfo, Service, config,
 };
 use medmemory_plugin_sdk::systems;
 
@@ -35,17 +35,19 @@ impl Guest for Plugin {
             hook: "patient-view".into(),
             title: "HbA1c above target".into(),
             description: "Checks the latest HbA1c against the clinic's threshold.".into(),
+            prefetch: Vec::new(),
+            usage_requirements: None,
         }]
     }
 
-    fn evaluate(request: HookRequest) -> Result<Vec<Card>, PluginError> {
+    fn evaluate(request: HookRequest) -> Result<Evaluation, PluginError> {
         let threshold = match config::get("threshold") {
             Some(t) => t
                 .parse::<f64>()
                 .map_err(|_| PluginError::invalid("the `threshold` setting must be a number"))?,
             None => DEFAULT_THRESHOLD,
         };
-        Ok(check(&request, threshold))
+        Ok(Evaluation::cards(check(&request, threshold)))
     }
 }
 
@@ -56,13 +58,13 @@ pub fn check(request: &HookRequest, threshold: f64) -> Vec<Card> {
     let Some(latest) = request.patient.latest(systems::LOINC, "4548-4") else {
         return Vec::new();
     };
-    let Some(value) = latest.value.as_ref().and_then(|v| v.value) else {
+    let Some(value) = latest.record.value.as_ref().and_then(|v| v.value) else {
         return Vec::new();
     };
     if value <= threshold {
         return Vec::new();
     }
-    let when = latest.effective.as_deref().unwrap_or("an unknown date");
+    let when = latest.record.effective.as_deref().unwrap_or("an unknown date");
     vec![
         Card::new(
             &format!("HbA1c {value}% is above the {threshold}% target"),
@@ -71,14 +73,17 @@ pub fn check(request: &HookRequest, threshold: f64) -> Vec<Card> {
         )
         .detail(format!(
             "The latest HbA1c was {value}% on {when}. Consider reviewing diabetes therapy."
-        )),
+        ))
+        .evidence([latest.id.as_str()]),
     ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use medmemory_plugin_sdk::rule::{ClinicalRecord, Coding, PatientContext, Quantity, RecordKind};
+    use medmemory_plugin_sdk::rule::{
+        ClinicalRecord, Coding, HookContext, PatientContext, PatientRecord, Quantity, RecordKind,
+    };
 
     fn request(values: &[(&str, f64)]) -> HookRequest {
         HookRequest {
@@ -92,15 +97,24 @@ mod tests {
                 sex: None,
                 records: values
                     .iter()
-                    .map(|(when, value)| {
+                    .enumerate()
+                    .map(|(i, (when, value))| {
                         let mut r = ClinicalRecord::new(RecordKind::Observation, "HbA1c")
                             .code(Coding::new(systems::LOINC, "4548-4", None))
                             .value(Quantity::number(*value, Some("%")));
                         r.effective = Some((*when).to_owned());
-                        r
+                        PatientRecord { id: format!("r{i}"), record: r }
                     })
                     .collect(),
             },
+            context: HookContext {
+                user_id: None,
+                encounter_id: None,
+                draft_orders: Vec::new(),
+                selections: Vec::new(),
+            },
+            prefetch: Vec::new(),
+            new_records: Vec::new(),
         }
     }
 
@@ -110,6 +124,7 @@ mod tests {
         let cards = check(&request(&[("2024-01-01", 7.0), ("2024-06-01", 9.1)]), 8.0);
         assert_eq!(cards.len(), 1);
         assert!(cards[0].summary.contains("9.1"));
+        assert_eq!(cards[0].evidence, ["r1"]);
         assert!(check(&request(&[]), 8.0).is_empty());
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Scaffolded by `cargo xtask plugin new retriever {{name}}`. It asks the
 //! host's patient-scoped `search` twice (keyword and vector) and fuses the two
-//! rankings with reciprocal rank fusion. It may only return chunk ids that
-//! `search` handed it during the call; the host checks.
+//! rankings with reciprocal rank fusion. Only chunk ids that `search` (and
+//! record ids that `records`) handed it during the call count; the host
+//! ignores anything else.
 //!
 //! - Test it natively: `cargo test`
 //! - Build the component: `cargo build --release --target wasm32-wasip2`
@@ -13,7 +14,7 @@
 use std::collections::HashMap;
 
 use medmemory_plugin_sdk::retriever::{
-    Guest, Hit, PluginError, PluginInfo, Query, Ranked, SearchMode, search,
+    Guest, Hit, PluginError, PluginInfo, Query, Ranked, SearchMode, SearchRequest, search,
 };
 
 /// The RRF constant: larger values flatten the difference between ranks.
@@ -35,8 +36,8 @@ impl Guest for Plugin {
             return Err(PluginError::invalid("the question is empty"));
         }
         let pool = query.limit.saturating_mul(2).clamp(1, 50);
-        let keyword = search(&query.text, SearchMode::Keyword, pool);
-        let vector = search(&query.text, SearchMode::Vector, pool);
+        let keyword = search(&SearchRequest::new(&query.text, SearchMode::Keyword, pool));
+        let vector = search(&SearchRequest::new(&query.text, SearchMode::Vector, pool));
         Ok(fuse(&[keyword, vector], query.limit as usize))
     }
 }
@@ -53,13 +54,12 @@ pub fn fuse(rankings: &[Vec<Hit>], limit: usize) -> Vec<Ranked> {
     }
     let mut fused: Vec<Ranked> = scores
         .into_iter()
-        .map(|(id, score)| Ranked {
-            chunk_id: id.to_owned(),
-            score,
-            explanation: Some("reciprocal rank fusion of keyword and vector search".into()),
+        .map(|(id, score)| {
+            let why = "reciprocal rank fusion of keyword and vector search";
+            Ranked::chunk(id, score, Some(why.into()))
         })
         .collect();
-    fused.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));
+    fused.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id().cmp(b.id())));
     fused.truncate(limit);
     fused
 }
@@ -71,17 +71,21 @@ mod tests {
     fn hit(id: &str) -> Hit {
         Hit {
             chunk_id: id.into(),
-            document_id: "d".into(),
+            document_id: Some("d".into()),
+            record_id: None,
+            kind: medmemory_plugin_sdk::retriever::RecordKind::Note,
             score: 1.0,
+            similarity: None,
             text: String::new(),
             section: None,
+            effective: None,
         }
     }
 
     #[test]
     fn agreement_between_rankings_wins() {
         let fused = fuse(&[vec![hit("a"), hit("b")], vec![hit("b"), hit("c")]], 2);
-        assert_eq!(fused[0].chunk_id, "b");
+        assert_eq!(fused[0].id(), "b");
         assert_eq!(fused.len(), 2);
     }
 }

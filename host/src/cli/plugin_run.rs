@@ -12,15 +12,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 use crate::plugins::{
-    CallContext, CallOutcome, Kind, LimitOverrides, Limits, PluginFailure, PluginHost, PluginInfo,
-    Registry, SearchFn, clinical_rules, evidence_retriever, search,
+    CallContext, CallOutcome, FixtureMemory, Kind, LimitOverrides, Limits, PluginFailure,
+    PluginHost, PluginInfo, Registry, clinical_rules, evidence_retriever,
 };
 
-/// The input of a retriever run: a query and the chunks `search` searches.
+/// The input of a retriever run: a query, and the chunks `search` searches
+/// and the records `records` reads.
 #[derive(Debug, Deserialize)]
 struct RetrieverInput {
     query: evidence_retriever::Query,
-    chunks: Vec<search::Hit>,
+    #[serde(flatten)]
+    memory: FixtureMemory,
 }
 
 /// What `plugin run` prints on stdout.
@@ -72,29 +74,6 @@ fn percentiles(mut samples: Vec<Duration>) -> Percentiles {
         median: at(0.5),
         p99: at(0.99),
     }
-}
-
-/// A naive keyword search over the given chunks, standing in for the host's.
-fn keyword_search(chunks: Vec<search::Hit>) -> SearchFn {
-    Box::new(move |query, _mode, limit| {
-        let words: Vec<String> = query
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| w.len() > 2)
-            .map(str::to_lowercase)
-            .collect();
-        let mut scored: Vec<search::Hit> = chunks
-            .iter()
-            .map(|c| {
-                let text = c.text.to_lowercase();
-                let score = words.iter().filter(|w| text.contains(w.as_str())).count() as f32;
-                search::Hit { score, ..c.clone() }
-            })
-            .filter(|h| h.score > 0.0)
-            .collect();
-        scored.sort_by(|a, b| b.score.total_cmp(&a.score));
-        scored.truncate(limit as usize);
-        scored
-    })
 }
 
 type Call = Box<dyn Fn() -> (Result<serde_json::Value, PluginFailure>, CallOutcome)>;
@@ -165,12 +144,12 @@ pub fn run(
             })
         }
         Kind::Retriever => {
-            let RetrieverInput { query, chunks } = serde_json::from_slice(&input)
-                .context("the input is not {\"query\": {...}, \"chunks\": [...]}")?;
+            let RetrieverInput { query, memory } = serde_json::from_slice(&input).context(
+                "the input is not {\"query\": {...}, \"chunks\": [...], \"records\": [...]}",
+            )?;
             let (host, plugin, ctx) = (host.clone(), plugin.clone(), ctx.clone());
             Box::new(move || {
-                let (r, o) =
-                    host.retrieve(&plugin.pre, &ctx, &query, keyword_search(chunks.clone()));
+                let (r, o) = host.retrieve(&plugin.pre, &ctx, &query, Box::new(memory.clone()));
                 (json(r), o)
             })
         }

@@ -85,13 +85,35 @@ impl Db {
         patient: Uuid,
         ids: &[Uuid],
     ) -> sqlx::Result<Vec<Chunk>> {
+        self.patient_chunks_where(clinic, patient, "id", ids).await
+    }
+
+    /// The chunks stating these records of this clinic and patient; records
+    /// of another clinic or patient are silently left out.
+    pub async fn record_chunks(
+        &self,
+        clinic: Uuid,
+        patient: Uuid,
+        records: &[Uuid],
+    ) -> sqlx::Result<Vec<Chunk>> {
+        self.patient_chunks_where(clinic, patient, "record_id", records)
+            .await
+    }
+
+    async fn patient_chunks_where(
+        &self,
+        clinic: Uuid,
+        patient: Uuid,
+        column: &'static str,
+        ids: &[Uuid],
+    ) -> sqlx::Result<Vec<Chunk>> {
         let mut found = Vec::with_capacity(ids.len());
         // Small batches keep the statement portable (no array binds in SQLite).
         for batch in ids.chunks(64) {
             let marks: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 3)).collect();
             let sql = format!(
                 "SELECT {CHUNK_COLUMNS} FROM chunks
-                 WHERE clinic_id = $1 AND patient_id = $2 AND id IN ({})",
+                 WHERE clinic_id = $1 AND patient_id = $2 AND {column} IN ({})",
                 marks.join(", ")
             );
             let rows: Vec<Chunk> = on_pool!(self, pool => {

@@ -16,6 +16,9 @@ pub struct Clinic {
     pub name: String,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// The retriever plugin (by name) its `/ask` and `/search` use by
+    /// default; null means the first-party `hybrid`.
+    pub retriever: Option<String>,
 }
 
 impl Db {
@@ -25,6 +28,7 @@ impl Db {
             id: new_id(),
             name: name.to_owned(),
             created_at: now(),
+            retriever: None,
         };
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -42,7 +46,7 @@ impl Db {
     /// One clinic by id.
     pub async fn clinic(&self, id: Uuid) -> sqlx::Result<Option<Clinic>> {
         on_pool!(self, pool => {
-            sqlx::query_as("SELECT id, name, created_at FROM clinics WHERE id = $1")
+            sqlx::query_as("SELECT id, name, created_at, retriever FROM clinics WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
                 .await
@@ -53,7 +57,7 @@ impl Db {
     pub async fn clinics(&self, after: Option<Uuid>, limit: i64) -> sqlx::Result<Vec<Clinic>> {
         on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT id, name, created_at FROM clinics
+                "SELECT id, name, created_at, retriever FROM clinics
                  WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
             )
             .bind(after)
@@ -61,5 +65,23 @@ impl Db {
             .fetch_all(pool)
             .await
         })
+    }
+
+    /// Sets (or, with `None`, clears) a clinic's default retriever.
+    pub async fn set_clinic_retriever(
+        &self,
+        clinic: Uuid,
+        retriever: Option<&str>,
+    ) -> sqlx::Result<()> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query("UPDATE clinics SET retriever = $1 WHERE id = $2")
+                .bind(retriever)
+                .bind(clinic)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
     }
 }

@@ -37,7 +37,8 @@ pub struct AskRequest {
     /// A conversation id: the question follows up on it.
     #[serde(default)]
     pub conversation: Option<String>,
-    /// The retriever that chooses the evidence; default `hybrid`.
+    /// The retriever plugin (by name) that chooses the evidence; default:
+    /// the clinic's choice, else `hybrid`.
     #[serde(default)]
     pub retriever: Option<String>,
 }
@@ -57,7 +58,15 @@ fn ask_problem(e: AskError) -> (Error, Option<Duration>) {
         AskError::UnknownRetriever => (
             Error::invalid(
                 "unknown_retriever",
-                format!("retriever must be one of {:?}", crate::rag::RETRIEVERS),
+                "retriever must name a retriever plugin enabled in this clinic (or hybrid)",
+            ),
+            None,
+        ),
+        AskError::Retriever(_, code) => (
+            Error::problem(
+                StatusCode::BAD_GATEWAY,
+                "retriever_failed",
+                format!("the retriever plugin failed ({code}); try another retriever"),
             ),
             None,
         ),

@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json as JsonResponse, Router};
 use serde::Deserialize;
 
@@ -20,6 +20,61 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/clinics", get(list).post(create))
         .route("/clinics/{clinic}", get(read))
+        .route("/clinics/{clinic}/retriever", put(set_retriever))
+}
+
+/// A clinic's choice of retriever.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetrieverChoice {
+    /// The name of a retriever plugin enabled in the clinic (`hybrid`,
+    /// `records-first`, `recency` or one the clinic installed); null for the
+    /// default (`hybrid`).
+    pub retriever: Option<String>,
+}
+
+/// Chooses the retriever the clinic's `/ask` and `/search` use by default.
+#[utoipa::path(put, path = "/api/v1/clinics/{clinic}/retriever", tag = "clinics", request_body = RetrieverChoice,
+    params(("clinic" = String, Path)),
+    responses((status = 200, body = Clinic), (status = 404, description = "not found or not visible"),
+        (status = 422, description = "no enabled retriever of that name")))]
+pub async fn set_retriever(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(clinic): Path<String>,
+    Json(body): Json<RetrieverChoice>,
+) -> Result<JsonResponse<Clinic>> {
+    let id = access::clinic(&state, &who, &clinic, Permission::PLUGIN_UPDATE).await?;
+    let name = body.retriever.as_deref().map(str::trim);
+    if let Some(name) = name
+        && (name.is_empty()
+            || name.len() > 64
+            || !state
+                .retrieval
+                .is_available(id, name)
+                .await
+                .map_err(Error::Internal)?)
+    {
+        return Err(Error::invalid(
+            "unknown_retriever",
+            "retriever must name a retriever plugin enabled in this clinic",
+        ));
+    }
+    state.db.set_clinic_retriever(id, name).await?;
+    access::audit_change(
+        &state,
+        &who,
+        Some(id),
+        Permission::PLUGIN_UPDATE,
+        serde_json::json!({ "clinic": id, "retriever": name }),
+    )
+    .await?;
+    let clinic = state
+        .db
+        .clinic(id)
+        .await?
+        .ok_or_else(|| Error::not_found("clinic_not_found"))?;
+    Ok(JsonResponse(clinic))
 }
 
 /// A clinic to create.

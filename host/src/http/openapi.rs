@@ -18,7 +18,7 @@ use super::{
     info(title = "MedMemory", description = "A searchable, explainable memory of each patient."),
     paths(
         health::health, health::ready, health::metrics,
-        clinics::create, clinics::list, clinics::read,
+        clinics::create, clinics::list, clinics::read, clinics::set_retriever,
         patients::create, patients::list, patients::read, patients::update, patients::remove,
         patients::erase,
         records::list, records::read, records::create, records::fhir,

@@ -16,6 +16,7 @@ use crate::auth::Principal;
 use crate::authz::Permission;
 use crate::db::records::RecordKind;
 use crate::memory::{Evidence, Mode, Query, Scope, SearchError};
+use crate::retrieval::RetrieveError;
 
 /// Search routes.
 pub fn router() -> Router<AppState> {
@@ -30,9 +31,15 @@ pub struct SearchRequest {
     pub query: String,
     /// How many hits, 1 to 50; default 10.
     pub limit: Option<u32>,
-    /// Search mode; default hybrid.
+    /// Search mode; default hybrid. Searches the memory directly, without
+    /// a retriever plugin.
     #[serde(default)]
-    pub mode: Mode,
+    pub mode: Option<Mode>,
+    /// A retriever plugin (by name) to choose the evidence. Without one (and
+    /// without `mode` or filters), the clinic's chosen retriever is used if
+    /// it has chosen one.
+    #[serde(default)]
+    pub retriever: Option<String>,
     /// Only chunks stating records of these kinds (`note` is document text).
     #[serde(default)]
     pub kinds: Option<Vec<String>>,
@@ -49,13 +56,15 @@ pub struct SearchRequest {
 pub struct SearchResults {
     /// The hits.
     pub items: Vec<Evidence>,
+    /// The retriever plugin that chose them; null for a direct search.
+    pub retriever: Option<String>,
 }
 
 /// Searches one patient's memory.
 #[utoipa::path(post, path = "/api/v1/clinics/{clinic}/patients/{patient}/search", tag = "memory", request_body = SearchRequest,
     params(("clinic" = String, Path), ("patient" = String, Path)),
     responses((status = 200, body = SearchResults), (status = 404, description = "not found"), (status = 422, description = "invalid"),
-        (status = 503, description = "model not loaded")))]
+        (status = 502, description = "the retriever plugin failed"), (status = 503, description = "model not loaded")))]
 pub async fn search(
     State(state): State<AppState>,
     who: Principal,
@@ -90,9 +99,48 @@ pub async fn search(
             kinds.push(kind);
         }
     }
+    let direct = request.mode.is_some()
+        || !kinds.is_empty()
+        || request.since.is_some()
+        || request.until.is_some();
+    if request.retriever.is_some() && direct {
+        return Err(Error::invalid(
+            "invalid_search",
+            "a retriever chooses its own mode and filters: give either retriever or mode/kinds/since/until",
+        ));
+    }
+    let chosen = match &request.retriever {
+        Some(name) => Some(name.clone()),
+        None if !direct => state
+            .db
+            .clinic(patient.clinic_id)
+            .await?
+            .and_then(|c| c.retriever),
+        None => None,
+    };
+    if let Some(retriever) = chosen {
+        let retrieval = crate::retrieval::Request {
+            clinic: patient.clinic_id,
+            patient: patient.id,
+            text: query,
+            history: Vec::new(),
+            limit: limit as usize,
+            retriever: Some(retriever),
+            request_id: who.request_id.clone(),
+        };
+        let retrieved = state
+            .retrieval
+            .retrieve(&retrieval)
+            .await
+            .map_err(retrieve_problem)?;
+        return Ok(JsonResponse(SearchResults {
+            items: retrieved.found.into_iter().map(|f| f.evidence).collect(),
+            retriever: Some(retrieved.retriever),
+        }));
+    }
     let query = Query {
         text: query,
-        mode: request.mode,
+        mode: request.mode.unwrap_or_default(),
         limit: limit as usize,
         scope: Scope {
             kinds,
@@ -112,5 +160,28 @@ pub async fn search(
             ),
             SearchError::Internal(e) => Error::Internal(e),
         })?;
-    Ok(JsonResponse(SearchResults { items }))
+    Ok(JsonResponse(SearchResults {
+        items,
+        retriever: None,
+    }))
+}
+
+fn retrieve_problem(e: RetrieveError) -> Error {
+    match e {
+        RetrieveError::UnknownRetriever => Error::invalid(
+            "unknown_retriever",
+            "retriever must name a retriever plugin enabled in this clinic (or hybrid)",
+        ),
+        RetrieveError::ModelUnavailable => Error::problem(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "model_unavailable",
+            "the embedding model is not loaded yet",
+        ),
+        RetrieveError::Plugin(_, code) => Error::problem(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "retriever_failed",
+            format!("the retriever plugin failed ({code}); try another retriever"),
+        ),
+        RetrieveError::Internal(e) => Error::Internal(e),
+    }
 }

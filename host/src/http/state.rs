@@ -37,6 +37,8 @@ pub struct Services {
     pub memory: Arc<Memory>,
     /// Answers: retrieval, generation, grounding.
     pub rag: Arc<crate::rag::Rag>,
+    /// Evidence for a question, chosen by the clinic's retriever.
+    pub retrieval: Arc<crate::retrieval::Retrieval>,
     /// Document delete and patient erasure.
     pub forget: Arc<Forget>,
     /// Ingestion: the job worker and the indexing pipeline.

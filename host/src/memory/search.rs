@@ -20,7 +20,8 @@ use uuid::Uuid;
 
 use super::{Scope, VectorStore, fusion};
 use crate::db::Db;
-use crate::ml::Models;
+use crate::db::embeddings::text_key;
+use crate::ml::{MODEL_ID, Models};
 
 /// How to search.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
@@ -68,6 +69,11 @@ pub struct Evidence {
     pub section: Option<String>,
     /// The 1-based page of the source, for paged formats.
     pub page: Option<i64>,
+    /// When what it states happened, if known.
+    pub effective_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Cosine similarity of the chunk to the query (comparable across
+    /// queries), when a vector search saw it.
+    pub similarity: Option<f32>,
     /// First byte of the source span in the document.
     pub span_start: i64,
     /// End of the source span (exclusive).
@@ -214,6 +220,8 @@ impl Memory {
                 .await
                 .map_err(anyhow::Error::from)?
         };
+        let cosine: HashMap<Uuid, f32> =
+            vector_hits.iter().map(|h| (h.chunk_id, h.score)).collect();
         let hits = match query.mode {
             Mode::Vector => vector_hits,
             Mode::Keyword => keyword_hits,
@@ -242,8 +250,62 @@ impl Memory {
                     kind: chunk.kind,
                     section: chunk.section,
                     page: chunk.page,
+                    effective_at: chunk.effective_at,
+                    similarity: cosine.get(&chunk.id).copied(),
                     span_start: chunk.span_start,
                     span_end: chunk.span_end,
+                })
+            })
+            .collect())
+    }
+
+    /// Cosine similarity of `query` to each of `texts` (chunks of this
+    /// patient): their vectors come from the embedding cache in SQL, and
+    /// the few that are not there are embedded now.
+    pub async fn similarities(
+        &self,
+        clinic: Uuid,
+        patient: Uuid,
+        query: &str,
+        texts: &[&str],
+    ) -> Result<Vec<f32>, SearchError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let question = self.embed(clinic, query).await?;
+        let keys: Vec<String> = texts.iter().map(|t| text_key(t)).collect();
+        let cached = self
+            .db
+            .cached_embeddings(clinic, patient, MODEL_ID, &keys)
+            .await
+            .map_err(anyhow::Error::from)?;
+        let missing: Vec<String> = texts
+            .iter()
+            .zip(&keys)
+            .filter(|(_, k)| !cached.contains_key(*k))
+            .map(|(t, _)| (*t).to_owned())
+            .collect();
+        let mut fresh = HashMap::new();
+        if !missing.is_empty() {
+            let embedder = self
+                .models
+                .embedder()
+                .ok_or(SearchError::ModelUnavailable)?;
+            let texts = missing.clone();
+            let vectors = tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                embedder.embed(&refs)
+            })
+            .await
+            .map_err(anyhow::Error::from)?
+            .map_err(anyhow::Error::from)?;
+            fresh.extend(missing.iter().map(|t| text_key(t)).zip(vectors));
+        }
+        Ok(keys
+            .iter()
+            .map(|k| {
+                cached.get(k).or_else(|| fresh.get(k)).map_or(0.0, |v| {
+                    v.iter().zip(question.iter()).map(|(a, b)| a * b).sum()
                 })
             })
             .collect())

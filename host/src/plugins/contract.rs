@@ -1,7 +1,7 @@
 //! Which contract a component implements, read from the names it exports
 //! (`medmemory:plugin/document-parser@0.1.0`), and whether this host can run it.
 
-use super::WIT_VERSION;
+use super::{WIT_VERSION, WIT_VERSIONS};
 
 /// The kind of a plugin, from the interface it exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -49,6 +49,13 @@ pub struct Contract {
     pub kind: Kind,
     /// The contract version it was built against.
     pub version: String,
+}
+
+impl Contract {
+    /// Whether it was built against the frozen 0.1 contract.
+    pub fn is_v0_1(&self) -> bool {
+        compatible(&self.version, "0.1.0")
+    }
 }
 
 /// Why a component's contract is not one this host runs.
@@ -100,11 +107,18 @@ pub fn check<'a>(
         });
     }
     let contract = found.ok_or(ContractError::NoPluginExport)?;
-    if !compatible(&contract.version, WIT_VERSION) {
+    if !WIT_VERSIONS
+        .iter()
+        .any(|host| compatible(&contract.version, host))
+    {
         return Err(ContractError::Incompatible {
             found: contract.version,
             host: WIT_VERSION,
-            accepts: accepted_range(WIT_VERSION),
+            accepts: WIT_VERSIONS
+                .iter()
+                .map(|v| accepted_range(v))
+                .collect::<Vec<_>>()
+                .join(" and "),
         });
     }
     Ok(contract)
@@ -177,7 +191,14 @@ mod tests {
             ]),
             Err(ContractError::SeveralKinds)
         );
-        let err = check(["medmemory:plugin/document-parser@0.2.0"]).unwrap_err();
-        assert!(err.to_string().contains("accepts 0.1.x"), "{err}");
+        let err = check(["medmemory:plugin/document-parser@0.3.0"]).unwrap_err();
+        assert!(err.to_string().contains("accepts 0.2.x and 0.1.x"), "{err}");
+        let legacy = check(["medmemory:plugin/document-parser@0.1.0"]).unwrap();
+        assert!(legacy.is_v0_1());
+        assert!(
+            !check(["medmemory:plugin/document-parser@0.2.1"])
+                .unwrap()
+                .is_v0_1()
+        );
     }
 }

@@ -11,18 +11,20 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
 use super::bindings::{
-    clinical_rules, config, document_parser, evidence_retriever, log, parser, retriever, rule,
-    search, types,
+    clinical_rules, config, document_parser, evidence_retriever, log, parser, records, retriever,
+    rule, search, types, v0_1,
 };
 use super::failure::{CallOutcome, PluginFailure};
+use super::legacy;
 use super::limits::Limits;
-use super::output::{check_cards, check_parsed, truncate};
-use super::sandbox::{CallContext, CallState, MemoryCap, SearchFn, deterministic_wasi};
+use super::output::{check_evaluation, check_parsed};
+use super::sandbox::{CallContext, CallState, MemoryCap, PatientMemory, deterministic_wasi};
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// A compiled plugin of one of the three kinds, ready to instantiate.
+/// A compiled plugin of one of the three kinds, ready to instantiate: built
+/// against the current contract, or against 0.1.
 #[derive(Clone)]
 pub enum Pre {
     /// A parser.
@@ -31,6 +33,12 @@ pub enum Pre {
     Rule(rule::ClinicalRulePre<CallState>),
     /// A retriever.
     Retriever(retriever::RetrieverPre<CallState>),
+    /// A parser built against 0.1.
+    ParserV0_1(v0_1::parser::ParserPre<CallState>),
+    /// A clinical rule built against 0.1.
+    RuleV0_1(v0_1::rule::ClinicalRulePre<CallState>),
+    /// A retriever built against 0.1.
+    RetrieverV0_1(v0_1::retriever::RetrieverPre<CallState>),
 }
 
 /// What `describe()` (and, for rules, `services()`) returned.
@@ -83,6 +91,11 @@ impl PluginHost {
         log::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         config::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         search::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        records::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        v0_1::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        v0_1::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        v0_1::config::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        v0_1::search::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
@@ -119,7 +132,7 @@ impl PluginHost {
         }
     }
 
-    fn store(&self, ctx: &CallContext, search: Option<SearchFn>) -> Store<CallState> {
+    fn store(&self, ctx: &CallContext, memory: Option<Box<dyn PatientMemory>>) -> Store<CallState> {
         let state = CallState {
             wasi: deterministic_wasi(),
             table: ResourceTable::new(),
@@ -132,9 +145,10 @@ impl PluginHost {
             logs: Vec::new(),
             log_bytes: 0,
             logs_dropped: 0,
-            search,
-            searches: 0,
-            handed_out: Vec::new(),
+            memory,
+            lookups: 0,
+            chunks_handed_out: Vec::new(),
+            records_handed_out: Vec::new(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -148,11 +162,11 @@ impl PluginHost {
     fn run<R>(
         &self,
         ctx: &CallContext,
-        search: Option<SearchFn>,
+        memory: Option<Box<dyn PatientMemory>>,
         call: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<Result<R, types::PluginError>>,
     ) -> (Result<R, PluginFailure>, CallOutcome) {
         let started = Instant::now();
-        let mut store = self.store(ctx, search);
+        let mut store = self.store(ctx, memory);
         let result = match call(&mut store) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(plugin_error)) => Err(plugin_error.into()),
@@ -166,7 +180,9 @@ impl PluginHost {
             peak_memory_bytes: state.limiter.peak,
             logs: std::mem::take(&mut state.logs),
             logs_dropped: state.logs_dropped,
-            chunks_seen: std::mem::take(&mut state.handed_out),
+            chunks_seen: std::mem::take(&mut state.chunks_handed_out),
+            records_seen: std::mem::take(&mut state.records_handed_out),
+            ignored: 0,
         };
         (result, outcome)
     }
@@ -198,6 +214,30 @@ impl PluginHost {
                         .call_describe(&mut *store)?,
                     services: Vec::new(),
                 },
+                Pre::ParserV0_1(pre) => Described {
+                    info: legacy::same(
+                        &pre.instantiate(&mut *store)?
+                            .medmemory_plugin_document_parser()
+                            .call_describe(&mut *store)?,
+                    ),
+                    services: Vec::new(),
+                },
+                Pre::RuleV0_1(pre) => {
+                    let instance = pre.instantiate(&mut *store)?;
+                    let rules = instance.medmemory_plugin_clinical_rules();
+                    Described {
+                        info: legacy::same(&rules.call_describe(&mut *store)?),
+                        services: legacy::services(rules.call_services(&mut *store)?),
+                    }
+                }
+                Pre::RetrieverV0_1(pre) => Described {
+                    info: legacy::same(
+                        &pre.instantiate(&mut *store)?
+                            .medmemory_plugin_evidence_retriever()
+                            .call_describe(&mut *store)?,
+                    ),
+                    services: Vec::new(),
+                },
             }))
         });
         result
@@ -211,9 +251,9 @@ impl PluginHost {
         media_type: &str,
         content: &[u8],
     ) -> (Result<document_parser::Parsed, PluginFailure>, CallOutcome) {
-        let Pre::Parser(pre) = pre else {
+        if !matches!(pre, Pre::Parser(_) | Pre::ParserV0_1(_)) {
             return (Err(wrong_kind(pre)), CallOutcome::default());
-        };
+        }
         if content.len() > ctx.limits.max_input_bytes {
             return (Err(PluginFailure::InputTooLarge), CallOutcome::default());
         }
@@ -221,87 +261,141 @@ impl PluginHost {
             media_type: media_type.to_owned(),
             content: content.to_vec(),
         };
-        let (result, outcome) = self.run(ctx, None, |store| {
-            pre.instantiate(&mut *store)?
+        let (result, outcome) = self.run(ctx, None, |store| match pre {
+            Pre::ParserV0_1(pre) => {
+                let doc = v0_1::document_parser::Document {
+                    media_type: doc.media_type.clone(),
+                    content: doc.content.clone(),
+                };
+                let parsed = pre
+                    .instantiate(&mut *store)?
+                    .medmemory_plugin_document_parser()
+                    .call_parse(&mut *store, &doc)?;
+                Ok(parsed.map(|p| legacy::same(&p)).map_err(legacy::error))
+            }
+            Pre::Parser(pre) => pre
+                .instantiate(&mut *store)?
                 .medmemory_plugin_document_parser()
-                .call_parse(&mut *store, &doc)
+                .call_parse(&mut *store, &doc),
+            _ => unreachable!("checked above"),
         });
         let result = result.and_then(|parsed| check_parsed(parsed, &ctx.limits, content.len()));
         (result, outcome)
     }
 
-    /// Evaluates one CDS service. Blocking: run it off the async runtime.
+    /// Evaluates one CDS service: the cards that pass the host's checks
+    /// (the others are dropped and counted in `ignored`). Blocking: run it
+    /// off the async runtime.
     pub fn evaluate(
         &self,
         pre: &Pre,
         ctx: &CallContext,
         request: &clinical_rules::HookRequest,
     ) -> (
-        Result<Vec<clinical_rules::Card>, PluginFailure>,
+        Result<clinical_rules::Evaluation, PluginFailure>,
         CallOutcome,
     ) {
-        let Pre::Rule(pre) = pre else {
+        if !matches!(pre, Pre::Rule(_) | Pre::RuleV0_1(_)) {
             return (Err(wrong_kind(pre)), CallOutcome::default());
-        };
+        }
         let input = serde_json::to_vec(request).map_or(0, |v| v.len());
         if input > ctx.limits.max_input_bytes {
             return (Err(PluginFailure::InputTooLarge), CallOutcome::default());
         }
-        let (result, outcome) = self.run(ctx, None, |store| {
-            pre.instantiate(&mut *store)?
+        let (result, mut outcome) = self.run(ctx, None, |store| match pre {
+            Pre::RuleV0_1(pre) => {
+                let cards = pre
+                    .instantiate(&mut *store)?
+                    .medmemory_plugin_clinical_rules()
+                    .call_evaluate(&mut *store, &legacy::hook_request(request))?;
+                Ok(cards.map(legacy::evaluation).map_err(legacy::error))
+            }
+            Pre::Rule(pre) => pre
+                .instantiate(&mut *store)?
                 .medmemory_plugin_clinical_rules()
-                .call_evaluate(&mut *store, request)
+                .call_evaluate(&mut *store, request),
+            _ => unreachable!("checked above"),
         });
-        let result = result.and_then(|cards| check_cards(cards, &ctx.limits));
+        let result = result.and_then(|evaluation| {
+            let (evaluation, dropped) = check_evaluation(evaluation, &ctx.limits)?;
+            outcome.ignored = dropped;
+            Ok(evaluation)
+        });
         (result, outcome)
     }
 
-    /// Answers one question with the host's patient-scoped `search`.
-    /// Blocking: run it off the async runtime.
+    /// Answers one question with the host's patient-scoped `search` and
+    /// `records`. Results that point at anything those did not hand out in
+    /// this call, or with a non-finite score, are ignored (and counted in
+    /// `ignored`); at most `query.limit` are kept. Blocking: run it off the
+    /// async runtime.
     pub fn retrieve(
         &self,
         pre: &Pre,
         ctx: &CallContext,
         query: &evidence_retriever::Query,
-        search: SearchFn,
+        memory: Box<dyn PatientMemory>,
     ) -> (
         Result<Vec<evidence_retriever::Ranked>, PluginFailure>,
         CallOutcome,
     ) {
-        let Pre::Retriever(pre) = pre else {
+        if !matches!(pre, Pre::Retriever(_) | Pre::RetrieverV0_1(_)) {
             return (Err(wrong_kind(pre)), CallOutcome::default());
-        };
-        if query.text.len() > ctx.limits.max_input_bytes {
+        }
+        let input = query.text.len() + query.history.iter().map(String::len).sum::<usize>();
+        if input > ctx.limits.max_input_bytes {
             return (Err(PluginFailure::InputTooLarge), CallOutcome::default());
         }
-        let (result, outcome) = self.run(ctx, Some(search), |store| {
-            pre.instantiate(&mut *store)?
+        let (result, mut outcome) = self.run(ctx, Some(memory), |store| match pre {
+            Pre::RetrieverV0_1(pre) => {
+                let ranked = pre
+                    .instantiate(&mut *store)?
+                    .medmemory_plugin_evidence_retriever()
+                    .call_retrieve(&mut *store, &legacy::query(query))?;
+                Ok(ranked.map(legacy::ranked).map_err(legacy::error))
+            }
+            Pre::Retriever(pre) => pre
+                .instantiate(&mut *store)?
                 .medmemory_plugin_evidence_retriever()
-                .call_retrieve(&mut *store, query)
+                .call_retrieve(&mut *store, query),
+            _ => unreachable!("checked above"),
         });
-        let seen: HashSet<&str> = outcome.chunks_seen.iter().map(String::as_str).collect();
-        let result = result.and_then(|mut ranked| {
-            if let Some(bad) = ranked.iter().find(|r| !seen.contains(r.chunk_id.as_str())) {
-                return Err(PluginFailure::InvalidOutput(format!(
-                    "returned chunk id {:?}, which search did not hand out in this call",
-                    truncate(&bad.chunk_id, 64)
-                )));
+        let chunks: HashSet<&str> = outcome.chunks_seen.iter().map(String::as_str).collect();
+        let records: HashSet<&str> = outcome.records_seen.iter().map(String::as_str).collect();
+        let mut ignored = 0;
+        let result = result.map(|ranked| {
+            let mut kept = Vec::new();
+            let mut seen = HashSet::new();
+            for r in ranked {
+                let (handed_out, key) = match &r.evidence {
+                    evidence_retriever::Evidence::Chunk(id) => {
+                        (chunks.contains(id.as_str()), (false, id.clone()))
+                    }
+                    evidence_retriever::Evidence::Record(id) => {
+                        (records.contains(id.as_str()), (true, id.clone()))
+                    }
+                };
+                if !handed_out || !r.score.is_finite() {
+                    ignored += 1;
+                } else if kept.len() < query.limit as usize && seen.insert(key) {
+                    kept.push(r);
+                }
             }
-            if ranked.iter().any(|r| !r.score.is_finite()) {
-                return Err(PluginFailure::InvalidOutput("a score is not finite".into()));
-            }
-            ranked.truncate(query.limit as usize);
-            Ok(ranked)
+            kept
         });
+        if ignored > 0 {
+            metrics::counter!("retriever_results_ignored_total").increment(ignored as u64);
+        }
+        outcome.ignored = ignored;
         (result, outcome)
     }
 }
 
 fn wrong_kind(pre: &Pre) -> PluginFailure {
     PluginFailure::WrongKind(match pre {
-        Pre::Parser(_) => "parser",
-        Pre::Rule(_) => "clinical-rule",
-        Pre::Retriever(_) => "retriever",
+        Pre::Parser(_) | Pre::ParserV0_1(_) => "parser",
+        Pre::Rule(_) | Pre::RuleV0_1(_) => "clinical-rule",
+        Pre::Retriever(_) | Pre::RetrieverV0_1(_) => "retriever",
     })
 }
 

@@ -109,6 +109,11 @@ pub struct CallOutcome {
     pub logs_dropped: usize,
     /// Chunk ids the host's search handed to a retriever during the call.
     pub chunks_seen: Vec<String>,
+    /// Record ids the host's `records` handed to a retriever during the call.
+    pub records_seen: Vec<String>,
+    /// Results the host ignored: ids not handed out, non-finite scores,
+    /// invalid cards.
+    pub ignored: usize,
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@
 //! (the host's limits) and `db` (plugin rows, clinic choices, call audit);
 //! nothing above it.
 //!
-//! - [`contract`]: which world and contract version a component implements.
+//! - [`contract`]: which world and contract version a component implements;
+//!   `legacy`: the host side of contract 0.1, which still runs.
 //! - [`registry`]: vetting, compiling and describing components;
 //!   [`cache`]: their compiled code on disk.
 //! - [`engine`]: the shared engine and the calls of each kind, run in the
@@ -34,22 +35,29 @@ pub mod catalog;
 pub mod contract;
 pub mod engine;
 pub mod failure;
+pub mod fixture;
 pub mod imports;
+mod legacy;
 pub mod limits;
 pub mod output;
 pub mod registry;
 pub mod sandbox;
 
-pub use bindings::{clinical_rules, document_parser, evidence_retriever, search, types};
+pub use bindings::{clinical_rules, document_parser, evidence_retriever, records, search, types};
 pub use breaker::BreakerPolicy;
 pub use cache::CacheStats;
 pub use catalog::{CallError, CallFor, ClinicPluginView, PluginView, Plugins};
 pub use contract::Kind;
 pub use engine::{PluginHost, Pre};
 pub use failure::{CallOutcome, PluginFailure};
+pub use fixture::FixtureMemory;
 pub use limits::{LimitOverrides, Limits};
 pub use registry::{InstallError, InstalledPlugin, PluginInfo, Registry, ServiceInfo};
-pub use sandbox::{CallContext, SearchFn};
+pub use sandbox::{CallContext, PatientMemory};
 
 /// The WIT package version this host implements.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
+
+/// Every contract version this host runs, newest first: plugins built against
+/// a semver-compatible version of any of them install.
+pub const WIT_VERSIONS: [&str; 2] = [WIT_VERSION, "0.1.0"];

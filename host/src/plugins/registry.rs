@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::bindings::{clinical_rules, parser, retriever, rule, types};
+use super::bindings::{clinical_rules, parser, retriever, rule, types, v0_1};
 use super::cache::{CacheError, CacheStats, ComponentCache};
 use super::contract::{self, Kind};
 use super::engine::{PluginHost, Pre};
@@ -167,7 +167,7 @@ impl Registry {
         let incompatible = |e: wasmtime::Error| {
             InstallError::IncompatibleContract(format!(
                 "the component's imports or exports do not match medmemory:plugin@{}: {e:#}",
-                super::WIT_VERSION
+                contract.version
             ))
         };
         let instance_pre = self
@@ -175,17 +175,21 @@ impl Registry {
             .linker
             .instantiate_pre(&component)
             .map_err(incompatible)?;
-        let pre = match contract.kind {
-            Kind::Parser => {
-                Pre::Parser(parser::ParserPre::new(instance_pre).map_err(incompatible)?)
+        let pre = match (contract.kind, contract.is_v0_1()) {
+            (Kind::Parser, false) => parser::ParserPre::new(instance_pre).map(Pre::Parser),
+            (Kind::ClinicalRule, false) => rule::ClinicalRulePre::new(instance_pre).map(Pre::Rule),
+            (Kind::Retriever, false) => {
+                retriever::RetrieverPre::new(instance_pre).map(Pre::Retriever)
             }
-            Kind::ClinicalRule => {
-                Pre::Rule(rule::ClinicalRulePre::new(instance_pre).map_err(incompatible)?)
+            (Kind::Parser, true) => v0_1::parser::ParserPre::new(instance_pre).map(Pre::ParserV0_1),
+            (Kind::ClinicalRule, true) => {
+                v0_1::rule::ClinicalRulePre::new(instance_pre).map(Pre::RuleV0_1)
             }
-            Kind::Retriever => {
-                Pre::Retriever(retriever::RetrieverPre::new(instance_pre).map_err(incompatible)?)
+            (Kind::Retriever, true) => {
+                v0_1::retriever::RetrieverPre::new(instance_pre).map(Pre::RetrieverV0_1)
             }
-        };
+        }
+        .map_err(incompatible)?;
         let described = self
             .host
             .describe(&pre)

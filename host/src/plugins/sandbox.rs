@@ -9,12 +9,18 @@ use wasmtime_wasi::{
     Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView,
 };
 
-use super::bindings::search;
+use super::bindings::{records, search};
 use super::limits::Limits;
 
-/// The host side of a retriever's `search` import: already scoped to one
-/// clinic and patient by whoever builds it.
-pub type SearchFn = Box<dyn FnMut(&str, search::SearchMode, u32) -> Vec<search::Hit> + Send>;
+/// The host side of a retriever's `search` and `records` imports, already
+/// scoped to one clinic and patient by whoever builds it. Called on the
+/// plugin's worker thread, never on the async runtime.
+pub trait PatientMemory: Send {
+    /// One search, at most `request.limit` hits (already capped).
+    fn search(&mut self, request: &search::SearchRequest) -> Vec<search::Hit>;
+    /// Records, newest first, at most `request.limit` (already capped).
+    fn records(&mut self, request: &records::RecordsRequest) -> Vec<records::StoredRecord>;
+}
 
 /// What a call runs with besides its input.
 pub struct CallContext {
@@ -33,9 +39,13 @@ pub struct CallState {
     pub(super) logs: Vec<(String, String)>,
     pub(super) log_bytes: usize,
     pub(super) logs_dropped: usize,
-    pub(super) search: Option<SearchFn>,
-    pub(super) searches: u32,
-    pub(super) handed_out: Vec<String>,
+    pub(super) memory: Option<Box<dyn PatientMemory>>,
+    /// Host searches and record reads made in this call.
+    pub(super) lookups: u32,
+    /// Chunk ids handed to the plugin in this call.
+    pub(super) chunks_handed_out: Vec<String>,
+    /// Record ids handed to the plugin in this call.
+    pub(super) records_handed_out: Vec<String>,
 }
 
 impl WasiView for CallState {

@@ -2,9 +2,9 @@
 //! memory → a prompt → a generated draft → the sentences the host lets
 //! through, cited, streamed, stored and audited.
 //!
-//! Owns: the answer pipeline ([`Rag`]), the generators (local burn decoder or
-//! an OpenAI-compatible server), the prompt, and grounding (the rules an
-//! answer must pass). Uses: `memory` (search), `db` (conversations, audit),
+//! Owns: the answer pipeline ([`Rag`]), answers composed from records
+//! (`compose`), the generators (local burn decoder or an OpenAI-compatible
+//! server), the prompt, and grounding (the rules an answer must pass). Uses: `retrieval` (the evidence), `db` (conversations, audit),
 //! `ml` (the local decoder). A domain module, beside `ingest`.
 //!
 //! Grounding is the host's, not the model's: below the evidence threshold the
@@ -12,6 +12,7 @@
 //! evidence it was given and agree with it on every number and date, or it
 //! is dropped; if nothing is left, the answer quotes the best evidence.
 
+mod compose;
 mod draft;
 mod figures;
 pub mod generator;
@@ -29,13 +30,11 @@ use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::db::Db;
-use crate::memory::{Memory, SearchError};
+use crate::memory::SearchError;
+use crate::retrieval::{Retrieval, RetrieveError};
 
 pub use generator::Generator;
 pub use pipeline::{Prepared, Question};
-
-/// The retrievers a request may name (retriever plugins come next).
-pub const RETRIEVERS: [&str; 1] = ["hybrid"];
 
 /// How answers are bounded.
 #[derive(Debug, Clone)]
@@ -113,7 +112,8 @@ pub struct Answer {
     /// True when the record holds no evidence for the question (no model
     /// call was made, no citations are given).
     pub refused: bool,
-    /// `answered`, `extractive` (the model's draft did not hold up, so the
+    /// `answered`, `composed` (stated from the records the retriever chose,
+    /// without a model), `extractive` (the model's draft did not hold up, so the
     /// best evidence is quoted), `refused` or `cancelled`.
     pub outcome: String,
     /// The evidence the answer cites.
@@ -158,6 +158,9 @@ pub enum AskError {
     /// The embedding model or the generator is not available.
     #[error("{0}")]
     Unavailable(String),
+    /// The retriever plugin failed (its failure code).
+    #[error("the retriever failed: {0}")]
+    Retriever(String, &'static str),
     /// A store or the model failed.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -174,6 +177,19 @@ impl From<SearchError> for AskError {
     }
 }
 
+impl From<RetrieveError> for AskError {
+    fn from(e: RetrieveError) -> Self {
+        match e {
+            RetrieveError::UnknownRetriever => AskError::UnknownRetriever,
+            RetrieveError::ModelUnavailable => {
+                AskError::Unavailable("the embedding model is not loaded yet".into())
+            }
+            RetrieveError::Plugin(message, code) => AskError::Retriever(message, code),
+            RetrieveError::Internal(e) => AskError::Internal(e),
+        }
+    }
+}
+
 impl From<sqlx::Error> for AskError {
     fn from(e: sqlx::Error) -> Self {
         AskError::Internal(e.into())
@@ -183,7 +199,7 @@ impl From<sqlx::Error> for AskError {
 /// The answer service.
 pub struct Rag {
     db: Db,
-    memory: Arc<Memory>,
+    retrieval: Arc<Retrieval>,
     generator: Generator,
     policy: AnswerPolicy,
     /// Questions admitted (generating or waiting).
@@ -193,12 +209,17 @@ pub struct Rag {
 }
 
 impl Rag {
-    pub fn new(db: Db, memory: Arc<Memory>, generator: Generator, policy: AnswerPolicy) -> Rag {
+    pub fn new(
+        db: Db,
+        retrieval: Arc<Retrieval>,
+        generator: Generator,
+        policy: AnswerPolicy,
+    ) -> Rag {
         Rag {
             admitted: Arc::new(Semaphore::new(policy.concurrency + policy.queue)),
             running: Arc::new(Semaphore::new(policy.concurrency)),
             db,
-            memory,
+            retrieval,
             generator,
             policy,
         }

@@ -12,11 +12,13 @@ use uuid::Uuid;
 
 use super::generator::{GenerateError, Request};
 use super::grounding::{self, Dropped, Sentences};
-use super::{Answer, AskError, Citation, Event, RETRIEVERS, Rag, Timings, Usage, prompt};
+use super::{Answer, AskError, Citation, Event, Rag, Timings, Usage, compose, prompt};
 use crate::db::audit::AuditEvent;
 use crate::db::conversations::NewMessage;
+use crate::db::records::Record;
 use crate::db::{new_id, now};
-use crate::memory::{Evidence, Mode, Query, Scope};
+use crate::memory::Evidence;
+use crate::retrieval;
 
 /// How long a client is asked to wait when the queue is full.
 const BUSY_RETRY: Duration = Duration::from_secs(5);
@@ -46,6 +48,9 @@ pub struct Prepared {
     pub message_id: Uuid,
     retriever: String,
     evidence: Vec<Evidence>,
+    /// The records behind the evidence, when the retriever ranked records
+    /// only: the answer is then composed from them, without a model.
+    records: Option<Vec<Record>>,
     history: Vec<(String, String)>,
     refused: bool,
     _admitted: Option<OwnedSemaphorePermit>,
@@ -74,15 +79,9 @@ impl Rag {
     /// a place in the queue (unless the answer is a refusal).
     pub async fn prepare(&self, question: Question) -> Result<Prepared, AskError> {
         let started = Instant::now();
-        let retriever = question
-            .retriever
-            .clone()
-            .unwrap_or_else(|| "hybrid".into());
-        if !RETRIEVERS.contains(&retriever.as_str()) {
-            return Err(AskError::UnknownRetriever);
-        }
         let (clinic, patient) = (question.clinic, question.patient);
-        let (conversation_id, history) = match question.conversation {
+        let (conversation_id, history): (Uuid, Vec<(String, String)>) = match question.conversation
+        {
             Some(id) => {
                 self.db
                     .conversation(clinic, patient, id)
@@ -107,33 +106,42 @@ impl Rag {
                 retry_after: QUOTA_RETRY,
             });
         }
-        // A follow-up searches with the question before it, so "and before
-        // that?" finds what the conversation is about.
+        let request = retrieval::Request {
+            clinic,
+            patient,
+            text: question.text.clone(),
+            history: history.iter().map(|(q, _)| q.clone()).collect(),
+            limit: self.policy.evidence,
+            retriever: question.retriever.clone(),
+            request_id: question.request_id.clone(),
+        };
+        let mut retrieved = self.retrieval.retrieve(&request).await?;
+        // Relevance is cosine similarity, comparable across questions: it
+        // decides whether the record speaks to the question at all. A
+        // follow-up is compared with the question before it too.
         let text = match history.last() {
             Some((previous, _)) => format!("{previous} {}", question.text),
             None => question.text.clone(),
         };
-        let query = |mode| Query {
-            text: text.clone(),
-            mode,
-            limit: self.policy.evidence,
-            scope: Scope::default(),
-        };
-        let evidence = self
-            .memory
-            .search(clinic, patient, &query(Mode::Hybrid))
+        self.retrieval
+            .score(&request, &text, &mut retrieved)
             .await?;
-        // Fused ranks are not comparable across questions; cosine similarity
-        // is, so it decides whether the record speaks to the question at all.
-        let best = self
-            .memory
-            .search(clinic, patient, &query(Mode::Vector))
-            .await?
+        let best = retrieved
+            .found
             .iter()
-            .map(|e| e.score)
+            .filter_map(|f| f.evidence.similarity)
             .fold(f32::NEG_INFINITY, f32::max);
+        let records = retrieved.all_records().then(|| {
+            retrieved
+                .found
+                .iter()
+                .filter_map(|f| f.record.clone())
+                .collect()
+        });
+        let retriever = retrieved.retriever.clone();
+        let evidence: Vec<Evidence> = retrieved.found.into_iter().map(|f| f.evidence).collect();
         let refused = evidence.is_empty() || best < self.policy.min_relevance;
-        let admitted = if refused {
+        let admitted = if refused || records.is_some() {
             None
         } else {
             if !self.generator.ready() {
@@ -156,6 +164,7 @@ impl Rag {
             message_id: new_id(),
             retriever,
             evidence,
+            records,
             history,
             refused,
             _admitted: admitted,
@@ -207,6 +216,14 @@ impl Rag {
             });
         } else if !live {
             outcome = "cancelled";
+        } else if let Some(records) = &prepared.records {
+            outcome = "composed";
+            model = compose::MODEL.to_owned();
+            for sentence in compose::sentences(records) {
+                let lead = if accepted.is_empty() { "" } else { " " };
+                live = live && send(Event::Text(format!("{lead}{}", sentence.text))).await;
+                accepted.push(sentence);
+            }
         } else {
             let waited = Instant::now();
             let _running = self

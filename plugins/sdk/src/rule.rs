@@ -9,8 +9,9 @@ wit_bindgen::generate!({
 });
 
 pub use exports::medmemory::plugin::clinical_rules::{
-    Action, ActionType, Card, CardSource, Guest, HookRequest, Indicator, Link, PatientContext,
-    Service, Suggestion,
+    Action, ActionType, Card, CardSource, DraftOrder, Evaluation, Guest, HookContext, HookRequest,
+    Indicator, Link, LinkType, PatientContext, PatientRecord, SelectionBehavior, Service,
+    Suggestion,
 };
 
 shared_helpers!();
@@ -29,11 +30,11 @@ impl PluginInfo {
 }
 
 impl Card {
-    /// A card with a summary (cut to 140 characters), an indicator and a source.
+    /// A card with a summary (cut to 139 characters), an indicator and a source.
     pub fn new(summary: &str, indicator: Indicator, source: &str) -> Card {
         Card {
             uuid: None,
-            summary: summary.chars().take(140).collect(),
+            summary: summary.chars().take(139).collect(),
             indicator,
             detail: None,
             source: CardSource {
@@ -42,8 +43,17 @@ impl Card {
                 topic: None,
             },
             suggestions: Vec::new(),
+            selection_behavior: None,
+            override_reasons: Vec::new(),
             links: Vec::new(),
+            evidence: Vec::new(),
         }
+    }
+
+    /// Names the records (by their ids in the request) the card is about.
+    pub fn evidence<'a>(mut self, ids: impl IntoIterator<Item = &'a str>) -> Card {
+        self.evidence = ids.into_iter().map(str::to_owned).collect();
+        self
     }
 
     /// Adds Markdown detail.
@@ -53,12 +63,27 @@ impl Card {
     }
 }
 
+impl Evaluation {
+    /// Cards and no system actions.
+    pub fn cards(cards: Vec<Card>) -> Evaluation {
+        Evaluation {
+            cards,
+            system_actions: Vec::new(),
+        }
+    }
+}
+
 impl PatientContext {
     /// The newest record carrying `code` in `system`.
-    pub fn latest(&self, system: &str, code: &str) -> Option<&ClinicalRecord> {
+    pub fn latest(&self, system: &str, code: &str) -> Option<&PatientRecord> {
         self.records
             .iter()
-            .filter(|r| r.codes.iter().any(|c| c.system == system && c.code == code))
-            .max_by(|a, b| a.effective.cmp(&b.effective))
+            .filter(|r| {
+                r.record
+                    .codes
+                    .iter()
+                    .any(|c| c.system == system && c.code == code)
+            })
+            .max_by(|a, b| a.record.effective.cmp(&b.record.effective))
     }
 }

@@ -77,9 +77,44 @@ pub fn hl7_timestamp(ts: &str) -> Option<String> {
     Some(out)
 }
 
+/// The day a clinical date falls on, as days since 1970-01-01: from the
+/// first ten characters of an RFC 3339 time or a `YYYY-MM-DD` date; a month
+/// (`YYYY-MM`) or a year (`YYYY`) counts from its first day.
+pub fn epoch_day(date: &str) -> Option<i64> {
+    let date = date.trim();
+    let mut parts = date.get(..date.len().min(10))?.split('-');
+    let year: i64 = parts.next().filter(|y| y.len() == 4)?.parse().ok()?;
+    let month: i64 = parts.next().map_or(Ok(1), str::parse).ok()?;
+    let day: i64 = parts
+        .next()
+        .map_or(Ok(1), |d| d.get(..2).unwrap_or(d).parse())
+        .ok()?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clinical_dates_count_days() {
+        assert_eq!(epoch_day("1970-01-01"), Some(0));
+        assert_eq!(epoch_day("2024-03-05T10:00:00Z"), Some(19_787));
+        assert_eq!(epoch_day("2024-03"), epoch_day("2024-03-01"));
+        assert_eq!(epoch_day("2024"), epoch_day("2024-01-01"));
+        assert_eq!(epoch_day("2024-13-01"), None);
+        assert_eq!(epoch_day("soon"), None);
+    }
 
     #[test]
     fn numbers_are_plain_decimals_only() {

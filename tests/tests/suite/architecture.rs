@@ -14,7 +14,7 @@ fn layer(module: &str) -> Option<u8> {
     Some(match module {
         "config" | "telemetry" => 0,
         "db" | "blobs" | "plugins" | "ml" => 1,
-        "ingest" | "memory" | "fhir" | "rag" | "rules" => 2,
+        "ingest" | "memory" | "fhir" | "rag" | "retrieval" | "rules" => 2,
         "auth" | "authz" => 3,
         "http" => 4,
         "app" | "cli" | "lib" | "main" => 5,

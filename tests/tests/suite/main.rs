@@ -6,6 +6,8 @@
 //! - `model`: the embedder against sentence-transformers' reference vectors;
 //! - `llm`: the decoder against transformers' greedy tokens on the same GGUF;
 //! - `answers`: `/ask` grounding, streaming, disconnect, quotas, conversations;
+//! - `retrievers`: retriever plugins choose `/ask` and `/search` evidence,
+//!   and a hostile one cannot reach another patient;
 //! - `plugins`: the sandbox with the compiled first-party plugins;
 //! - `memory`: records, hybrid search, FHIR export, erasure, reindex, SSE;
 //! - `crash`: ingestion under SIGKILL, twenty times, on SQLite and PostgreSQL;
@@ -36,6 +38,7 @@ mod operations;
 mod parsers;
 mod plugins;
 mod registry;
+mod retrievers;
 mod schema;
 mod store;
 mod tenancy;

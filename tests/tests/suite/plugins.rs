@@ -6,11 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use medmemory::plugins::clinical_rules::HookRequest;
-use medmemory::plugins::evidence_retriever::Query;
-use medmemory::plugins::search::{Hit, SearchMode};
+use medmemory::plugins::clinical_rules::{HookRequest, PatientRecord};
+use medmemory::plugins::evidence_retriever::{Evidence, Query};
+use medmemory::plugins::records::StoredRecord;
+use medmemory::plugins::search::Hit;
 use medmemory::plugins::types::{ClinicalRecord, Coding, Quantity, RecordKind};
-use medmemory::plugins::{CacheStats, CallContext, Kind, Limits, PluginHost, Registry};
+use medmemory::plugins::{
+    CacheStats, CallContext, FixtureMemory, Kind, Limits, PluginHost, Registry,
+};
 use medmemory_tests::component;
 
 fn limits(fuel: u64, memory_mib: usize, deadline_ms: u64) -> Limits {
@@ -314,32 +317,42 @@ fn plugin_run_reports_a_sleeping_plugin_without_panicking() {
     assert!(started.elapsed() < Duration::from_secs(30));
 }
 
-/// A plugin built against 0.1.9 runs on this 0.1.0 host; one built against
-/// 0.2.0 is refused with a message that says what the host accepts.
+/// A plugin built against 0.2.9 runs on this 0.2.0 host, and so does one
+/// built against the previous contract (0.1.0); one built against 0.3.0 is
+/// refused with a message that says what the host accepts.
 #[test]
 fn semver_compatible_contracts_are_accepted_and_others_refused() {
     let cache = tempfile::tempdir().unwrap();
     let registry = registry(limits(100_000_000, 32, 2000), cache.path());
-    let minor = registry
-        .install(&component("contract-minor"))
-        .expect("0.1.9 installs");
-    assert_eq!(minor.info.wit_version, "0.1.9");
-    let (parsed, _) = registry.host().parse(
-        &minor.pre,
-        &ctx(&registry),
-        "application/x-contract-minor",
-        b"12345",
-    );
-    assert_eq!(parsed.expect("0.1.9 parses").sections[0].text, "5 bytes");
+    for (name, version) in [("contract-minor", "0.2.9"), ("contract-legacy", "0.1.0")] {
+        let plugin = registry
+            .install(&component(name))
+            .unwrap_or_else(|e| panic!("{version} installs: {e}"));
+        assert_eq!(plugin.info.wit_version, version);
+        assert_eq!(plugin.info.kind, Kind::Parser);
+        let (parsed, _) = registry.host().parse(
+            &plugin.pre,
+            &ctx(&registry),
+            &format!("application/x-{name}"),
+            b"12345",
+        );
+        assert_eq!(
+            parsed
+                .unwrap_or_else(|e| panic!("{version} parses: {e}"))
+                .sections[0]
+                .text,
+            "5 bytes"
+        );
+    }
 
     let error = registry
         .install(&component("contract-major"))
         .err()
-        .expect("0.2.0 is refused");
+        .expect("0.3.0 is refused");
     assert_eq!(error.code(), "plugin_incompatible_contract");
     let message = error.to_string();
     assert!(
-        message.contains("@0.2.0") && message.contains("0.1.x"),
+        message.contains("@0.3.0") && message.contains("0.2.x and 0.1.x"),
         "{message}"
     );
 }
@@ -386,27 +399,43 @@ fn the_clinical_rule_scaffold_raises_cards() {
     let request: HookRequest = serde_json::from_value(serde_json::json!({
         "service_id": "scaffold-clinical-rule", "hook": "patient-view", "hook_instance": "h1",
         "now": "2025-01-01T00:00:00Z",
-        "patient": { "id": "p1", "birth_date": "1961-04-12", "sex": "female", "records": [] }
+        "patient": { "id": "p1", "birth_date": "1961-04-12", "sex": "female", "records": [] },
+        "context": { "user_id": null, "encounter_id": null, "draft_orders": [], "selections": [] },
+        "prefetch": [], "new_records": []
     }))
     .expect("request");
     let mut request = request;
-    request.patient.records = vec![a1c("2024-01-05", 7.1), a1c("2024-06-05", 9.3)];
+    request.patient.records = vec![
+        PatientRecord {
+            id: "r1".into(),
+            record: a1c("2024-01-05", 7.1),
+        },
+        PatientRecord {
+            id: "r2".into(),
+            record: a1c("2024-06-05", 9.3),
+        },
+    ];
 
-    let (cards, outcome) = registry
+    let (evaluation, outcome) = registry
         .host()
         .evaluate(&rule.pre, &ctx(&registry), &request);
-    let cards = cards.expect("evaluate");
+    let cards = evaluation.expect("evaluate").cards;
     assert_eq!(cards.len(), 1);
     assert!(cards[0].summary.contains("9.3"), "{}", cards[0].summary);
     assert!(cards[0].uuid.as_deref().is_some_and(|u| u.len() == 36));
+    assert_eq!(
+        cards[0].evidence,
+        ["r2"],
+        "the card cites the record it is about"
+    );
     assert!(outcome.fuel_used > 0);
 
     let with = |threshold: &str| CallContext {
         limits: registry.host().limits(),
         config: BTreeMap::from([("threshold".to_owned(), threshold.to_owned())]),
     };
-    let (cards, _) = registry.host().evaluate(&rule.pre, &with("10"), &request);
-    assert!(cards.expect("evaluate").is_empty());
+    let (evaluation, _) = registry.host().evaluate(&rule.pre, &with("10"), &request);
+    assert!(evaluation.expect("evaluate").cards.is_empty());
     let (error, _) = registry.host().evaluate(&rule.pre, &with("high"), &request);
     assert_eq!(error.unwrap_err().code(), "plugin_invalid_input");
 
@@ -420,15 +449,29 @@ fn the_clinical_rule_scaffold_raises_cards() {
 fn hit(id: &str, text: &str) -> Hit {
     Hit {
         chunk_id: id.into(),
-        document_id: "doc".into(),
+        document_id: Some("doc".into()),
+        record_id: None,
+        kind: RecordKind::Note,
         score: 1.0,
+        similarity: None,
         text: text.into(),
         section: None,
+        effective: None,
+    }
+}
+
+fn query(text: &str, limit: u32) -> Query {
+    Query {
+        text: text.into(),
+        history: Vec::new(),
+        limit,
+        now: "2025-01-01T00:00:00Z".into(),
     }
 }
 
 /// The retriever scaffold fuses the host's keyword and vector searches; a
-/// retriever that returns an id `search` never handed out is refused.
+/// retriever's results that point at ids the host did not hand out in the
+/// call (another patient's, made up) are ignored and counted.
 #[test]
 fn retrievers_see_only_what_search_hands_them() {
     let cache = tempfile::tempdir().unwrap();
@@ -437,44 +480,56 @@ fn retrievers_see_only_what_search_hands_them() {
         .install(&component("scaffold-retriever"))
         .expect("install");
     assert_eq!(retriever.info.kind, Kind::Retriever);
-    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = calls.clone();
-    let search = Box::new(move |query: &str, mode: SearchMode, limit: u32| {
-        seen.lock().unwrap().push((query.to_owned(), mode, limit));
-        match mode {
-            SearchMode::Keyword => vec![hit("a", "amoxicillin rash"), hit("b", "penicillin")],
-            SearchMode::Vector => vec![hit("b", "penicillin"), hit("c", "hives")],
-        }
-    });
-    let query = Query {
-        text: "drug reactions".into(),
-        limit: 2,
-        now: "2025-01-01T00:00:00Z".into(),
+    let memory = FixtureMemory {
+        chunks: vec![
+            hit("a", "amoxicillin rash drug"),
+            hit("b", "penicillin reactions drug"),
+            hit("c", "hives"),
+        ],
+        ..FixtureMemory::default()
     };
-    let (ranked, outcome) =
-        registry
-            .host()
-            .retrieve(&retriever.pre, &ctx(&registry), &query, search);
+    let (ranked, outcome) = registry.host().retrieve(
+        &retriever.pre,
+        &ctx(&registry),
+        &query("drug reactions", 2),
+        Box::new(memory),
+    );
     let ranked = ranked.expect("retrieve");
     assert_eq!(ranked.len(), 2);
-    assert_eq!(ranked[0].chunk_id, "b", "agreement wins under RRF");
-    let calls = calls.lock().unwrap();
-    assert_eq!(calls.len(), 2);
-    assert!(
-        calls
-            .iter()
-            .all(|(q, _, limit)| q == "drug reactions" && *limit == 4)
-    );
-    assert_eq!(outcome.chunks_seen.len(), 4);
+    assert!(matches!(&ranked[0].evidence, Evidence::Chunk(id) if id == "b"));
+    assert_eq!(outcome.chunks_seen.len(), 4, "two searches, two hits each");
+    assert_eq!(outcome.ignored, 0);
 
     let fabricator = registry.install(&component("fabricator")).expect("install");
-    let (result, _) = registry.host().retrieve(
+    let stolen = CallContext {
+        limits: registry.host().limits(),
+        config: BTreeMap::from([("steal".to_owned(), "other-chunk,other-record".to_owned())]),
+    };
+    let memory = FixtureMemory {
+        chunks: vec![hit("a", "potassium high")],
+        records: vec![StoredRecord {
+            record_id: "r1".into(),
+            document_id: None,
+            record: a1c("2024-01-05", 7.1),
+        }],
+        ..FixtureMemory::default()
+    };
+    let (result, outcome) = registry.host().retrieve(
         &fabricator.pre,
-        &ctx(&registry),
-        &query,
-        Box::new(|_: &str, _: SearchMode, _: u32| vec![hit("a", "x")]),
+        &stolen,
+        &query("potassium", 10),
+        Box::new(memory),
     );
-    assert_eq!(result.unwrap_err().code(), "plugin_invalid_output");
+    let kept: Vec<String> = result
+        .expect("the call succeeds; what was not handed out is dropped")
+        .iter()
+        .map(|r| match &r.evidence {
+            Evidence::Chunk(id) => format!("chunk:{id}"),
+            Evidence::Record(id) => format!("record:{id}"),
+        })
+        .collect();
+    assert_eq!(kept, ["chunk:a", "record:r1"]);
+    assert_eq!(outcome.ignored, 5, "4 stolen and 1 made-up result");
 }
 
 /// The parser scaffold turns lab lines into observations.

@@ -7,6 +7,7 @@
 //! where they are only read back.
 
 mod fields;
+mod query;
 
 use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
@@ -16,6 +17,7 @@ pub use fields::{
     Coding, Detail, NewRecord, Provenance, Range, Record, RecordFields, RecordFilter, RecordKind,
     Value, effective_instant,
 };
+pub use query::{RecordQuery, is_active};
 
 use crate::db::chunks::Chunk;
 use crate::db::{Db, WritePool, escape_like, now};

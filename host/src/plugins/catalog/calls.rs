@@ -14,7 +14,7 @@ use crate::plugins::bindings::{clinical_rules, document_parser, evidence_retriev
 use crate::plugins::breaker::Admission;
 use crate::plugins::failure::{CallOutcome, PluginFailure};
 use crate::plugins::registry::InstalledPlugin;
-use crate::plugins::sandbox::{CallContext, SearchFn};
+use crate::plugins::sandbox::{CallContext, PatientMemory};
 
 /// How long past its deadline a call may run before the watchdog gives up
 /// on it.
@@ -137,7 +137,7 @@ impl Plugins {
         ctx: CallContext,
         who: &CallFor,
         request: clinical_rules::HookRequest,
-    ) -> Result<(Vec<clinical_rules::Card>, CallOutcome), CallError> {
+    ) -> Result<(clinical_rules::Evaluation, CallOutcome), CallError> {
         let host = self.registry.host().clone();
         let digest = sha256_hex(&serde_json::to_vec(&request).unwrap_or_default());
         self.call(
@@ -150,14 +150,14 @@ impl Plugins {
         .await
     }
 
-    /// Asks a retriever, audited; `search` is already scoped to the patient.
+    /// Asks a retriever, audited; `memory` is already scoped to the patient.
     pub async fn retrieve(
         &self,
         plugin: &Arc<InstalledPlugin>,
         ctx: CallContext,
         who: &CallFor,
         query: evidence_retriever::Query,
-        search: SearchFn,
+        memory: Box<dyn PatientMemory>,
     ) -> Result<(Vec<evidence_retriever::Ranked>, CallOutcome), CallError> {
         let host = self.registry.host().clone();
         let digest = sha256_hex(&serde_json::to_vec(&query).unwrap_or_default());
@@ -166,7 +166,7 @@ impl Plugins {
             who,
             "retrieve",
             (digest, deadline(&ctx)),
-            move |p| host.retrieve(&p.pre, &ctx, &query, search),
+            move |p| host.retrieve(&p.pre, &ctx, &query, memory),
         )
         .await
     }

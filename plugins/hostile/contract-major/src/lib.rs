@@ -1,4 +1,4 @@
-//! A parser built against `medmemory:plugin@0.2.0`.
+//! A parser built against `medmemory:plugin@0.3.0`.
 
 wit_bindgen::generate!({
     path: "wit",
@@ -6,6 +6,6 @@ wit_bindgen::generate!({
 });
 
 /// The contract version this crate's `wit/` declares.
-const CONTRACT: &str = "0.2.0";
+const CONTRACT: &str = "0.3.0";
 
 include!("../../contract.rs");

@@ -1,4 +1,4 @@
-//! A parser built against `medmemory:plugin@0.1.9`.
+//! A parser built against `medmemory:plugin@0.2.9`.
 
 wit_bindgen::generate!({
     path: "wit",
@@ -6,6 +6,6 @@ wit_bindgen::generate!({
 });
 
 /// The contract version this crate's `wit/` declares.
-const CONTRACT: &str = "0.1.9";
+const CONTRACT: &str = "0.2.9";
 
 include!("../../contract.rs");
