@@ -35,13 +35,13 @@ const QUESTIONS: [&str; 4] = [
     "How is her kidney function?",
 ];
 
-/// One answer: total and first-text latency in seconds.
+/// One answer: total, first-token and first-accepted-text latency in seconds.
 async fn one(
     app: &App,
     clinic: uuid::Uuid,
     patient: uuid::Uuid,
     text: &str,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<(f64, f64, f64)> {
     let started = Instant::now();
     let prepared = app
         .rag
@@ -65,10 +65,15 @@ async fn one(
         }
         first
     });
-    app.rag.answer(prepared, Some(tx)).await?;
+    let answer = app.rag.answer(prepared, Some(tx)).await?;
     let total = started.elapsed().as_secs_f64();
     let first = first.await?.map_or(total, |d: Duration| d.as_secs_f64());
-    Ok((total, first))
+    // The model's first token, counted from the question (retrieval and
+    // queueing included).
+    let token = answer.timings.first_token_ms.map_or(total, |ms| {
+        (answer.timings.retrieval_ms + answer.timings.queue_ms + ms) as f64 / 1000.0
+    });
+    Ok((total, token, first))
 }
 
 pub async fn run(models: &Path, plugins: &Path, rounds: usize) -> anyhow::Result<()> {
@@ -133,7 +138,7 @@ pub async fn run(models: &Path, plugins: &Path, rounds: usize) -> anyhow::Result
         .await?;
 
     for clients in [1usize, 4] {
-        let (mut totals, mut firsts) = (Vec::new(), Vec::new());
+        let (mut totals, mut tokens, mut firsts) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             let mut tasks = Vec::new();
             for client in 0..clients {
@@ -144,16 +149,19 @@ pub async fn run(models: &Path, plugins: &Path, rounds: usize) -> anyhow::Result
                 }));
             }
             for task in tasks {
-                let (total, first) = task.await??;
+                let (total, token, first) = task.await??;
                 totals.push(total);
+                tokens.push(token);
                 firsts.push(first);
             }
         }
         println!(
-            "/ask at {clients} concurrent client(s), {} answers: total p50 {:.2} s, p99 {:.2} s; first accepted text p50 {:.2} s, p99 {:.2} s",
+            "/ask at {clients} concurrent client(s), {} answers: total p50 {:.2} s, p99 {:.2} s; first token p50 {:.2} s, p99 {:.2} s; first accepted sentence p50 {:.2} s, p99 {:.2} s",
             totals.len(),
             median(totals.clone()),
             percentile(totals, 0.99),
+            median(tokens.clone()),
+            percentile(tokens, 0.99),
             median(firsts.clone()),
             percentile(firsts, 0.99),
         );

@@ -45,7 +45,7 @@ fn text_plugin_parses_sections_with_spans() {
     let plugin = registry.install(&bytes).expect("install");
     assert_eq!(plugin.info.name, "text");
     assert_eq!(plugin.info.kind, Kind::Parser);
-    assert_eq!(plugin.info.wit_version, "0.1.0");
+    assert_eq!(plugin.info.wit_version, "0.2.0");
     assert_eq!(plugin.info.id.len(), 64);
     assert!(plugin.info.media_types.iter().any(|m| m == "text/plain"));
 

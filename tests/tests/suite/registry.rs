@@ -94,7 +94,7 @@ async fn registry_lifecycle(server: TestServer) -> (TestServer, String, String, 
             .find(|p| p["name"] == name)
             .unwrap_or_else(|| panic!("{name} not installed: {body}"));
         assert_eq!(plugin["kind"], "parser");
-        assert_eq!(plugin["wit_version"], "0.1.0");
+        assert_eq!(plugin["wit_version"], "0.2.0");
         assert_eq!(plugin["first_party"], true);
     }
     let text_id = first_party.iter().find(|p| p["name"] == "text").unwrap()["id"]
