@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use medmemory::app::App;
 use medmemory::config::Settings;
+use medmemory::db::new_id;
 use medmemory::db::patients::PatientFields;
+use medmemory::db::records::{Detail, NewRecord, Provenance, RecordFields, RecordKind};
 use medmemory::ingest::pipeline::Origin;
-use medmemory::plugins::document_parser::TextSection;
-use medmemory::plugins::types::Span;
 use medmemory::rag::{Event, Question};
 use tokio::sync::mpsc;
 
@@ -114,24 +114,35 @@ pub async fn run(models: &Path, plugins: &Path, rounds: usize) -> anyhow::Result
         patient,
         document: None,
     };
-    let sections: Vec<TextSection> = NOTES
+    // Notes posted as records (as a client would), each one chunk.
+    let records: Vec<NewRecord> = NOTES
         .iter()
-        .map(|text| TextSection {
-            title: None,
-            text: (*text).to_owned(),
-            source: Span {
-                start: 0,
-                end: 0,
-                page: None,
+        .map(|text| NewRecord {
+            id: new_id(),
+            fields: RecordFields {
+                kind: RecordKind::Note,
+                codes: Vec::new(),
+                display: "Clinical note".into(),
+                status: None,
+                value: None,
+                reference_range: None,
+                interpretation: None,
+                effective: None,
+                effective_end: None,
+                details: vec![Detail {
+                    name: "text".into(),
+                    value: (*text).to_owned(),
+                }],
             },
+            provenance: Provenance::default(),
         })
         .collect();
     let indexer = app.ingest.indexer();
-    let prepared = indexer.prepare(&origin, &[], sections).await?;
+    let prepared = indexer.prepare(&origin, &records, Vec::new()).await?;
     let db = app.db().clone();
     indexer
         .commit(&origin, &prepared, async |chunks| {
-            db.add_records(clinic, patient, &[], chunks)
+            db.add_records(clinic, patient, &records, chunks)
                 .await
                 .map(|()| true)
         })
