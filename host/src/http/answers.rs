@@ -55,21 +55,7 @@ fn with_retry_after(error: Error, after: Duration) -> Response {
 fn ask_problem(e: AskError) -> (Error, Option<Duration>) {
     match e {
         AskError::ConversationNotFound => (Error::not_found("conversation_not_found"), None),
-        AskError::UnknownRetriever => (
-            Error::invalid(
-                "unknown_retriever",
-                "retriever must name a retriever plugin enabled in this clinic (or hybrid)",
-            ),
-            None,
-        ),
-        AskError::Retriever(_, code) => (
-            Error::problem(
-                StatusCode::BAD_GATEWAY,
-                "retriever_failed",
-                format!("the retriever plugin failed ({code}); try another retriever"),
-            ),
-            None,
-        ),
+        AskError::Retrieval(e) => (super::search::retrieve_problem(e), None),
         AskError::QuotaExceeded { retry_after } => (
             Error::problem(
                 StatusCode::TOO_MANY_REQUESTS,

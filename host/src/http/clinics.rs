@@ -69,12 +69,7 @@ pub async fn set_retriever(
         serde_json::json!({ "clinic": id, "retriever": name }),
     )
     .await?;
-    let clinic = state
-        .db
-        .clinic(id)
-        .await?
-        .ok_or_else(|| Error::not_found("clinic_not_found"))?;
-    Ok(JsonResponse(clinic))
+    stored(&state, id).await
 }
 
 /// A clinic to create.
@@ -143,6 +138,11 @@ pub async fn read(
     Path(clinic): Path<String>,
 ) -> Result<JsonResponse<Clinic>> {
     let id = access::clinic(&state, &who, &clinic, Permission::CLINIC_READ).await?;
+    stored(&state, id).await
+}
+
+/// The clinic as stored now.
+async fn stored(state: &AppState, id: uuid::Uuid) -> Result<JsonResponse<Clinic>> {
     let clinic = state
         .db
         .clinic(id)

@@ -166,7 +166,8 @@ pub async fn search(
     }))
 }
 
-fn retrieve_problem(e: RetrieveError) -> Error {
+/// The problem for a failed retrieval (`/search` and `/ask`).
+pub(super) fn retrieve_problem(e: RetrieveError) -> Error {
     match e {
         RetrieveError::UnknownRetriever => Error::invalid(
             "unknown_retriever",

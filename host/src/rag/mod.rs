@@ -30,7 +30,6 @@ use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::db::Db;
-use crate::memory::SearchError;
 use crate::retrieval::{Retrieval, RetrieveError};
 
 pub use generator::Generator;
@@ -146,9 +145,6 @@ pub enum AskError {
     /// The conversation is not this patient's (or does not exist).
     #[error("no such conversation")]
     ConversationNotFound,
-    /// The request names a retriever that is not available.
-    #[error("unknown retriever")]
-    UnknownRetriever,
     /// The clinic spent its token quota for the hour.
     #[error("the clinic's answer quota is spent for now")]
     QuotaExceeded { retry_after: Duration },
@@ -158,34 +154,22 @@ pub enum AskError {
     /// The embedding model or the generator is not available.
     #[error("{0}")]
     Unavailable(String),
-    /// The retriever plugin failed (its failure code).
-    #[error("the retriever failed: {0}")]
-    Retriever(String, &'static str),
+    /// Retrieval failed: an unknown retriever, or the retriever plugin failed.
+    #[error(transparent)]
+    Retrieval(RetrieveError),
     /// A store or the model failed.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
-impl From<SearchError> for AskError {
-    fn from(e: SearchError) -> Self {
-        match e {
-            SearchError::ModelUnavailable => {
-                AskError::Unavailable("the embedding model is not loaded yet".into())
-            }
-            SearchError::Internal(e) => AskError::Internal(e),
-        }
-    }
-}
-
 impl From<RetrieveError> for AskError {
     fn from(e: RetrieveError) -> Self {
         match e {
-            RetrieveError::UnknownRetriever => AskError::UnknownRetriever,
             RetrieveError::ModelUnavailable => {
                 AskError::Unavailable("the embedding model is not loaded yet".into())
             }
-            RetrieveError::Plugin(message, code) => AskError::Retriever(message, code),
             RetrieveError::Internal(e) => AskError::Internal(e),
+            other => AskError::Retrieval(other),
         }
     }
 }

@@ -50,6 +50,18 @@ async fn search(server: &TestServer, p: &Patient, body: Value) -> (u16, Value) {
         .await
 }
 
+/// Sets the clinic's default retriever as `token`.
+async fn choose(server: &TestServer, p: &Patient, retriever: &str, token: &str) -> (u16, Value) {
+    server
+        .call(
+            Method::PUT,
+            &format!("/clinics/{}/retriever", p.clinic),
+            Some(token),
+            Some(json!({ "retriever": retriever })),
+        )
+        .await
+}
+
 fn a1c(when: &str, value: f64) -> Value {
     json!({ "kind": "observation", "display": "Hemoglobin A1c/Hemoglobin.total in Blood",
         "codes": [{ "system": "http://loinc.org", "code": "4548-4" }],
@@ -171,28 +183,17 @@ async fn records_first(server: &TestServer) {
         "{body}"
     );
 
-    // The clinic chooses records-first for everyone; an unknown name is refused.
-    let (status, body) = server
-        .call(
-            Method::PUT,
-            &format!("/clinics/{}/retriever", p.clinic),
-            Some(&server.admin),
-            Some(json!({ "retriever": "no-such-retriever" })),
-        )
-        .await;
+    // The clinic chooses records-first for everyone; an unknown name is
+    // refused, and so is a clinician's attempt.
+    let (status, body) = choose(server, &p, "records-first", &p.token).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = choose(server, &p, "no-such-retriever", &server.admin).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (422, Some("unknown_retriever")),
         "{body}"
     );
-    let (status, body) = server
-        .call(
-            Method::PUT,
-            &format!("/clinics/{}/retriever", p.clinic),
-            Some(&server.admin),
-            Some(json!({ "retriever": "records-first" })),
-        )
-        .await;
+    let (status, body) = choose(server, &p, "records-first", &server.admin).await;
     assert_eq!(
         (status, body["retriever"].as_str()),
         (200, Some("records-first")),
