@@ -74,6 +74,46 @@ impl Evaluation {
 }
 
 impl PatientContext {
+    /// The newest record carrying any of `codes` in `system`.
+    pub fn latest_of(&self, system: &str, codes: &[&str]) -> Option<&PatientRecord> {
+        self.records
+            .iter()
+            .filter(|r| {
+                r.record
+                    .codes
+                    .iter()
+                    .any(|c| c.system == system && codes.contains(&c.code.as_str()))
+            })
+            .max_by(|a, b| a.record.effective.cmp(&b.record.effective))
+    }
+
+    /// The newest `n` records carrying any of `codes` in `system`, newest first.
+    pub fn newest(&self, system: &str, codes: &[&str], n: usize) -> Vec<&PatientRecord> {
+        let mut found: Vec<&PatientRecord> = self
+            .records
+            .iter()
+            .filter(|r| {
+                r.record
+                    .codes
+                    .iter()
+                    .any(|c| c.system == system && codes.contains(&c.code.as_str()))
+            })
+            .collect();
+        found.sort_by(|a, b| b.record.effective.cmp(&a.record.effective));
+        found.truncate(n);
+        found
+    }
+
+    /// Records of `kind` that still hold (no inactive status, no end date),
+    /// whose display mentions one of `words` (lowercase).
+    pub fn active_mentioning(&self, kind: RecordKind, words: &[&str]) -> Vec<&PatientRecord> {
+        self.records
+            .iter()
+            .filter(|r| r.record.kind == kind && is_active(&r.record))
+            .filter(|r| mentions(&r.record, words))
+            .collect()
+    }
+
     /// The newest record carrying `code` in `system`.
     pub fn latest(&self, system: &str, code: &str) -> Option<&PatientRecord> {
         self.records
@@ -85,5 +125,52 @@ impl PatientContext {
                     .any(|c| c.system == system && c.code == code)
             })
             .max_by(|a, b| a.record.effective.cmp(&b.record.effective))
+    }
+}
+
+/// Statuses that mean a record no longer holds.
+const INACTIVE: [&str; 8] = [
+    "resolved",
+    "inactive",
+    "stopped",
+    "completed",
+    "entered-in-error",
+    "refuted",
+    "cancelled",
+    "discontinued",
+];
+
+/// Whether a record still holds: no inactive status and no end date.
+pub fn is_active(record: &ClinicalRecord) -> bool {
+    record.effective_end.is_none()
+        && record
+            .status
+            .as_deref()
+            .is_none_or(|s| !INACTIVE.contains(&s.trim().to_lowercase().as_str()))
+}
+
+/// Whether a record's display or a code display mentions one of `words`
+/// (lowercase).
+pub fn mentions(record: &ClinicalRecord, words: &[&str]) -> bool {
+    let mut text = record.display.to_lowercase();
+    for c in &record.codes {
+        if let Some(d) = &c.display {
+            text.push(' ');
+            text.push_str(&d.to_lowercase());
+        }
+    }
+    words.iter().any(|w| text.contains(w))
+}
+
+/// A number the clinic set for this plugin (`config`), or `default`.
+pub fn setting(key: &str, default: f64) -> Result<f64, PluginError> {
+    match config::get(key) {
+        Some(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .ok_or_else(|| PluginError::invalid(format!("the `{key}` setting must be a number"))),
+        None => Ok(default),
     }
 }

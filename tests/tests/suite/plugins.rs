@@ -549,3 +549,78 @@ fn the_parser_scaffold_finds_lab_values() {
     assert_eq!(parsed.records[0].value.as_ref().unwrap().value, Some(6.4));
     assert_eq!(parsed.records[0].codes[0].code, "4548-4");
 }
+
+/// The first-party rules, compiled, through the host's card checks: a
+/// critical potassium card citing its record, and on `order-select` a
+/// penicillin-allergy card whose recommended suggestion deletes the selected
+/// draft order; every card passes the CDS Hooks invariants (none dropped).
+#[test]
+fn first_party_rules_raise_cds_hooks_cards_that_pass_the_host_checks() {
+    let cache = tempfile::tempdir().unwrap();
+    let registry = registry(limits(1_000_000_000, 64, 5000), cache.path());
+    let labs = registry
+        .install(&component("rule-critical-labs"))
+        .expect("install");
+    let allergy = registry
+        .install(&component("rule-penicillin-allergy"))
+        .expect("install");
+    assert_eq!(allergy.info.services.len(), 2);
+
+    let mut potassium = a1c("2024-05-01", 6.4);
+    potassium.codes[0].code = "2823-3".into();
+    potassium.value.as_mut().unwrap().unit = Some("mmol/L".into());
+    let request: HookRequest = serde_json::from_value(serde_json::json!({
+        "service_id": "critical-labs", "hook": "patient-view", "hook_instance": "h1",
+        "now": "2025-01-01T00:00:00Z",
+        "patient": { "id": "p1", "birth_date": null, "sex": null, "records": [] },
+        "context": { "user_id": null, "encounter_id": null, "draft_orders": [], "selections": [] },
+        "prefetch": [], "new_records": []
+    }))
+    .expect("request");
+    let mut labs_request = request.clone();
+    labs_request.patient.records = vec![PatientRecord {
+        id: "k1".into(),
+        record: potassium,
+    }];
+    let (evaluation, outcome) = registry
+        .host()
+        .evaluate(&labs.pre, &ctx(&registry), &labs_request);
+    let cards = evaluation.expect("evaluate").cards;
+    assert_eq!(outcome.ignored, 0);
+    assert_eq!(cards.len(), 1);
+    assert_eq!(cards[0].summary, "Potassium 6.4 mmol/L is critically high");
+    assert_eq!(cards[0].evidence, ["k1"]);
+
+    let mut order_request = request;
+    order_request.service_id = "penicillin-allergy-order-select".into();
+    order_request.hook = "order-select".into();
+    order_request.patient.records = vec![PatientRecord {
+        id: "al1".into(),
+        record: ClinicalRecord {
+            kind: RecordKind::Allergy,
+            display: "Penicillin".into(),
+            status: Some("active".into()),
+            ..a1c("2019-01-01", 0.0)
+        },
+    }];
+    order_request.context = serde_json::from_value(serde_json::json!({
+        "user_id": "Practitioner/7", "encounter_id": null,
+        "draft_orders": [{ "resource_type": "MedicationRequest", "id": "rx-amox", "record": null,
+            "fhir_json": "{\"resourceType\":\"MedicationRequest\",\"id\":\"rx-amox\",\"medicationCodeableConcept\":{\"text\":\"Amoxicillin 500 mg\"}}" }],
+        "selections": ["MedicationRequest/rx-amox"]
+    }))
+    .expect("context");
+    let (evaluation, outcome) =
+        registry
+            .host()
+            .evaluate(&allergy.pre, &ctx(&registry), &order_request);
+    let cards = evaluation.expect("evaluate").cards;
+    assert_eq!(outcome.ignored, 0, "every card passes the CDS Hooks checks");
+    assert_eq!(cards.len(), 1, "{cards:?}");
+    let delete = &cards[0].suggestions[0].actions[0];
+    assert_eq!(
+        delete.resource_id.as_deref(),
+        Some("MedicationRequest/rx-amox")
+    );
+    assert_eq!(cards[0].evidence, ["al1"]);
+}
