@@ -245,17 +245,40 @@ async fn records_first(server: &TestServer) {
 /// plugin only the asking patient's data and ignores every id it did not
 /// hand out, so nothing of the other patient comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hostile_retriever_cannot_reach_another_patient() {
-    let peer = ChatPeer::start(|_| Reply::text("The potassium was 4.1 mmol/L [1].")).await;
+async fn a_hostile_retriever_cannot_reach_another_patient_on_sqlite() {
+    let peer = potassium_peer().await;
     let server = TestServer::start_with(Options {
-        env: vec![
-            ("MEDMEMORY_GENERATOR".into(), "openai".into()),
-            ("MEDMEMORY_GENERATOR_URL".into(), peer.url.clone()),
-            ("MEDMEMORY_GENERATOR_MODEL".into(), "peer".into()),
-        ],
+        env: peer_env(&peer),
         ..Options::default()
     })
     .await;
+    hostile_retriever(&server, &peer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_retriever_cannot_reach_another_patient_on_postgres() {
+    let peer = potassium_peer().await;
+    let Some((server, db)) = start_on_postgres(peer_env(&peer)).await else {
+        return;
+    };
+    hostile_retriever(&server, &peer).await;
+    drop(server);
+    db.drop_db().await;
+}
+
+async fn potassium_peer() -> ChatPeer {
+    ChatPeer::start(|_| Reply::text("The potassium was 4.1 mmol/L [1].")).await
+}
+
+fn peer_env(peer: &ChatPeer) -> Vec<(String, String)> {
+    vec![
+        ("MEDMEMORY_GENERATOR".into(), "openai".into()),
+        ("MEDMEMORY_GENERATOR_URL".into(), peer.url.clone()),
+        ("MEDMEMORY_GENERATOR_MODEL".into(), "peer".into()),
+    ]
+}
+
+async fn hostile_retriever(server: &TestServer, peer: &ChatPeer) {
     let clinic = server.create_clinic("Hostile retriever").await;
     let token = server.clinic_token(&clinic, "clinician").await;
     let victim = Patient {
@@ -269,14 +292,14 @@ async fn a_hostile_retriever_cannot_reach_another_patient() {
         token: token.clone(),
     };
     let secret = post_records(
-        &server,
+        server,
         &victim,
         json!([{ "kind": "condition", "display": "Zanzibarine potassium syndrome", "status": "active" }]),
     )
     .await;
     let secret_record = secret[0]["id"].as_str().unwrap().to_owned();
     let (_, found) = search(
-        &server,
+        server,
         &victim,
         json!({ "query": "zanzibarine potassium", "mode": "keyword" }),
     )
@@ -286,7 +309,7 @@ async fn a_hostile_retriever_cannot_reach_another_patient() {
         .expect("the victim's chunk")
         .to_owned();
     post_records(
-        &server,
+        server,
         &asker,
         json!([{ "kind": "observation", "display": "Potassium", "effective": "2024-01-01",
                  "value": { "value": 4.1, "unit": "mmol/L" } }]),
@@ -315,7 +338,7 @@ async fn a_hostile_retriever_cannot_reach_another_patient() {
     }
 
     let (status, body) = search(
-        &server,
+        server,
         &asker,
         json!({ "query": "zanzibarine potassium", "retriever": "hostile-fabricator" }),
     )
@@ -339,7 +362,7 @@ async fn a_hostile_retriever_cannot_reach_another_patient() {
         );
     }
     let (status, body) = ask(
-        &server,
+        server,
         &asker,
         json!({ "question": "zanzibarine potassium", "retriever": "hostile-fabricator" }),
     )
