@@ -22,6 +22,7 @@ use crate::ml::Models;
 use crate::plugins::{BreakerPolicy, Limits, PluginHost, Plugins, Registry};
 use crate::rag::{AnswerPolicy, Generator, Rag};
 use crate::retrieval::Retrieval;
+use crate::rules::Rules;
 
 /// How often each instance checks the database for policy changes made
 /// elsewhere (the CLI, another instance).
@@ -65,6 +66,8 @@ pub struct App {
     pub rag: Arc<Rag>,
     /// Evidence for a question, chosen by the clinic's retriever.
     pub retrieval: Arc<Retrieval>,
+    /// Clinical rules on arriving records: alerts.
+    pub rules: Arc<Rules>,
     /// The OIDC access-token verifier, when an issuer is configured.
     pub oidc: Option<Arc<Oidc>>,
 }
@@ -126,6 +129,7 @@ impl App {
         ));
         let generator = Generator::from_settings(&settings, models.clone())?;
         let retrieval = Arc::new(Retrieval::new(db.clone(), memory.clone(), plugins.clone()));
+        let rules = Arc::new(Rules::new(db.clone(), plugins.clone()));
         let rag = Arc::new(Rag::new(
             db.clone(),
             retrieval.clone(),
@@ -135,6 +139,7 @@ impl App {
         Ok(App {
             rag,
             retrieval,
+            rules,
             settings: Arc::new(settings),
             stores: Stores { db, vectors, blobs },
             engines: Engines { plugins, models },
@@ -188,6 +193,7 @@ impl App {
         if let Some(oidc) = &self.oidc {
             tokio::spawn(oidc.clone().keep_fresh());
         }
+        tokio::spawn(self.rules.clone().listen(self.ingest.arrivals()));
         let ingest = self.ingest.clone();
         let models = self.engines.models.clone();
         let dir = self.settings.models_dir();

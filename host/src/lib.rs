@@ -26,6 +26,7 @@ pub mod memory;
 pub mod plugins;
 pub mod rag;
 pub mod retrieval;
+pub mod rules;
 pub mod telemetry;
 
 /// The models: a crate of their own, built optimised (see the workspace

@@ -44,6 +44,8 @@ permissions! {
     JOB_READ = "job"."read";
     MEMORY_SEARCH = "memory"."search";
     MEMORY_ASK = "memory"."ask";
+    ALERT_READ = "alert"."read";
+    ALERT_UPDATE = "alert"."update";
     TOKEN_CREATE = "token"."create";
     TOKEN_READ = "token"."read";
     TOKEN_DELETE = "token"."delete";

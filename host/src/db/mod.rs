@@ -11,6 +11,7 @@
 //! vocabulary stored in it ([`subject::Subject`], [`records::RecordKind`]).
 //! Uses: nothing above it. Where SQLite and PostgreSQL differ is in [`dialect`].
 
+pub mod alerts;
 pub mod audit;
 pub mod chunks;
 pub mod clinics;

@@ -13,6 +13,7 @@
 //! every problem document.
 
 pub mod access;
+pub mod alerts;
 pub mod answers;
 pub mod audit;
 pub mod clinics;
@@ -56,6 +57,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
+        .merge(alerts::router())
         .merge(answers::router())
         .merge(audit::router())
         .merge(clinics::router())

@@ -8,8 +8,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::AppState;
 use super::{
-    answers, audit, clinics, conversations, documents, error, health, jobs, me, patients, plugins,
-    policies, records, search, tokens,
+    alerts, answers, audit, clinics, conversations, documents, error, health, jobs, me, patients,
+    plugins, policies, records, search, tokens,
 };
 
 /// The MedMemory REST API.
@@ -24,6 +24,7 @@ use super::{
         records::list, records::read, records::create, records::fhir,
         documents::upload, documents::list, documents::read, documents::content, documents::remove,
         jobs::read, jobs::events, search::search,
+        alerts::clinic_alerts, alerts::patient_alerts, alerts::act,
         answers::ask, conversations::conversations, conversations::conversation, conversations::feedback, tokens::create, tokens::list, tokens::revoke,
         audit::list, audit::verify,
         plugins::list, plugins::install, plugins::read, plugins::stats, plugins::clinic_list,
@@ -107,7 +108,8 @@ mod tests {
     fn routes_in_source() -> BTreeSet<(String, String)> {
         let own = include_str!("openapi.rs");
         let own = &own[..own.find("#[cfg(test)]").unwrap_or(own.len())];
-        let files: [(&str, &str); 15] = [
+        let files: [(&str, &str); 16] = [
+            ("alerts", include_str!("alerts.rs")),
             ("answers", include_str!("answers.rs")),
             ("audit", include_str!("audit.rs")),
             ("clinics", include_str!("clinics.rs")),

@@ -320,6 +320,11 @@ pub async fn create(
         })
         .await
         .map_err(pipeline_error)?;
+    state.ingest.announce(crate::ingest::Arrival {
+        clinic: patient.clinic_id,
+        patient: patient.id,
+        records: records.iter().map(|r| r.id).collect(),
+    });
     let mut items = Vec::with_capacity(records.len());
     for record in &records {
         if let Some(stored) = state

@@ -53,6 +53,17 @@ pub struct Ingest {
     policy: WorkerPolicy,
     wake: Notify,
     index_problems: Mutex<Vec<String>>,
+    arrivals: tokio::sync::broadcast::Sender<Arrival>,
+}
+
+/// Records that just became part of a patient's memory (a document's job
+/// succeeded, or records were posted): what clinical rules react to.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    pub clinic: uuid::Uuid,
+    pub patient: uuid::Uuid,
+    /// The new records' ids.
+    pub records: Vec<uuid::Uuid>,
 }
 
 impl Ingest {
@@ -77,7 +88,19 @@ impl Ingest {
             policy,
             wake: Notify::new(),
             index_problems: Mutex::new(Vec::new()),
+            arrivals: tokio::sync::broadcast::channel(1024).0,
         }
+    }
+
+    /// Tells subscribers that records arrived (no one listening is fine).
+    pub fn announce(&self, arrival: Arrival) {
+        let _ = self.arrivals.send(arrival);
+    }
+
+    /// Arrivals from now on. A subscriber that falls more than 1024 behind
+    /// misses the oldest (and hears how many it missed).
+    pub fn arrivals(&self) -> tokio::sync::broadcast::Receiver<Arrival> {
+        self.arrivals.subscribe()
     }
 
     /// The indexing pipeline.

@@ -347,6 +347,13 @@ pub async fn run_job(app: &Ingest, job: &Job) -> Result<(), JobFailure> {
             .await;
         return Err(permanent("document_missing", "the document was deleted"));
     }
+    if !records.is_empty() {
+        app.announce(super::Arrival {
+            clinic: job.clinic_id,
+            patient: document.patient_id,
+            records: records.iter().map(|r| r.id).collect(),
+        });
+    }
     Ok(())
 }
 

@@ -23,6 +23,7 @@ pub trait PatientMemory: Send {
 }
 
 /// What a call runs with besides its input.
+#[derive(Debug, Clone)]
 pub struct CallContext {
     /// The limits in force.
     pub limits: Limits,

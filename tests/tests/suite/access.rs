@@ -239,6 +239,8 @@ async fn populated_clinic(world: &World, name: &str) -> Ids {
     values.insert("id", uuid::Uuid::now_v7().to_string());
     values.insert("conversation", uuid::Uuid::now_v7().to_string());
     values.insert("message", uuid::Uuid::now_v7().to_string());
+    values.insert("alert", uuid::Uuid::now_v7().to_string());
+    values.insert("action", "ack".to_owned());
     Ids { values }
 }
 

@@ -5,6 +5,7 @@
 //! - `store`: the repositories against SQLite and PostgreSQL;
 //! - `model`: the embedder against sentence-transformers' reference vectors;
 //! - `llm`: the decoder against transformers' greedy tokens on the same GGUF;
+//! - `alerts`: rule plugins on arriving records, the alert lifecycle;
 //! - `answers`: `/ask` grounding, streaming, disconnect, quotas, conversations;
 //! - `retrievers`: retriever plugins choose `/ask` and `/search` evidence,
 //!   and a hostile one cannot reach another patient;
@@ -21,6 +22,7 @@
 //! - `schema`: the SQLite and PostgreSQL migrations give the same schema.
 
 mod access;
+mod alerts;
 mod answers;
 mod architecture;
 mod audit;
