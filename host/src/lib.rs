@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | composition | [`app`], [`cli`] | everything |
 //! | interface | [`http`], beside it [`auth`] and [`authz`] | the layers below |
-//! | domain | [`ingest`], [`memory`], [`rag`], [`fhir`] | stores, engines, foundation |
+//! | domain | [`ingest`], [`memory`], [`retrieval`], [`rag`], [`rules`], [`fhir`] | stores, engines, foundation |
 //! | stores and engines | [`db`], [`blobs`], [`plugins`], [`ml`] | foundation |
 //! | foundation | [`config`], [`telemetry`] | nothing of ours |
 //!
