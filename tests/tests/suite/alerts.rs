@@ -271,3 +271,84 @@ async fn lifecycle(server: &TestServer) {
         "{audit}"
     );
 }
+
+/// A rule that loops, traps or returns cards that break the contract fails
+/// alone: the lab message's job succeeds, the first-party rule still raises
+/// its alert, the bad rule raises none, and its failed calls are on record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misbehaving_rule_fails_alone() {
+    let server = TestServer::start_with(medmemory_tests::Options {
+        env: vec![("MEDMEMORY_PLUGIN_DEADLINE_MS".into(), "2000".into())],
+        ..Default::default()
+    })
+    .await;
+    let (status, body) = server
+        .send_bytes(
+            "/plugins",
+            &server.admin,
+            medmemory_tests::component("bad-rule"),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let plugin = body["id"].as_str().unwrap().to_owned();
+    let clinic = server.create_clinic("Bad rules").await;
+    let (status, body) = server
+        .call(
+            Method::POST,
+            &format!("/clinics/{clinic}/plugins/{plugin}/enable"),
+            Some(&server.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = server.clinic_token(&clinic, "clinician").await;
+    for (n, mode) in ["loop", "trap", "garbage"].into_iter().enumerate() {
+        let (status, body) = server
+            .call(
+                Method::PUT,
+                &format!("/clinics/{clinic}/plugins/{plugin}/config"),
+                Some(&server.admin),
+                Some(json!({ "settings": { "mode": mode } })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let patient = server.create_patient(&token, &clinic, "Bad", mode).await;
+        let base = format!("/clinics/{clinic}/patients/{patient}");
+        // `ingest_text` asserts that the job succeeded.
+        server.ingest_text(&token, &clinic, &patient, ORU).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, stats) = server
+                .call(
+                    Method::GET,
+                    &format!("/plugins/{plugin}/stats"),
+                    Some(&server.admin),
+                    None,
+                )
+                .await;
+            if stats["calls"].as_i64().unwrap_or(0) > n as i64 {
+                if mode != "garbage" {
+                    assert!(
+                        stats["failures"].as_i64().unwrap_or(0) > n as i64,
+                        "{mode}: {stats}"
+                    );
+                }
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{mode}: the bad rule never ran: {stats}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        until(&server, &token, &base, |a| !a.is_empty()).await;
+        // The bad rule's run is stored right after its audited call: give it
+        // time to land before looking for what it must not have raised.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let items = alerts(&server, &token, &base, "").await;
+        assert!(
+            items.iter().all(|a| a["rule"] == "critical-labs"),
+            "{mode}: only the good rule's alert: {items:?}"
+        );
+    }
+}
