@@ -623,4 +623,39 @@ fn first_party_rules_raise_cds_hooks_cards_that_pass_the_host_checks() {
         Some("MedicationRequest/rx-amox")
     );
     assert_eq!(cards[0].evidence, ["al1"]);
+    // Metformin with an eGFR of 24: a critical card with a stop suggestion.
+    let metformin_rule = registry
+        .install(&component("rule-metformin-egfr"))
+        .expect("install");
+    let mut egfr = a1c("2024-05-01", 24.0);
+    egfr.codes[0].code = "33914-3".into();
+    let metformin = ClinicalRecord {
+        kind: RecordKind::Medication,
+        codes: Vec::new(),
+        display: "Metformin 500 MG Oral Tablet".into(),
+        status: Some("active".into()),
+        value: None,
+        source_id: Some("rx-met".into()),
+        ..a1c("2020-01-01", 0.0)
+    };
+    let mut renal = order_request;
+    renal.service_id = "metformin-egfr".into();
+    renal.hook = "patient-view".into();
+    renal.patient.records = vec![
+        PatientRecord {
+            id: "e1".into(),
+            record: egfr,
+        },
+        PatientRecord {
+            id: "m1".into(),
+            record: metformin,
+        },
+    ];
+    let (evaluation, outcome) =
+        registry
+            .host()
+            .evaluate(&metformin_rule.pre, &ctx(&registry), &renal);
+    let cards = evaluation.expect("evaluate").cards;
+    assert_eq!((cards.len(), outcome.ignored), (1, 0), "{cards:?}");
+    assert_eq!(cards[0].evidence, ["m1", "e1"]);
 }
