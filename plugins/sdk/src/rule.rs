@@ -78,12 +78,7 @@ impl PatientContext {
     pub fn latest_of(&self, system: &str, codes: &[&str]) -> Option<&PatientRecord> {
         self.records
             .iter()
-            .filter(|r| {
-                r.record
-                    .codes
-                    .iter()
-                    .any(|c| c.system == system && codes.contains(&c.code.as_str()))
-            })
+            .filter(|r| has_code(r, system, codes))
             .max_by(|a, b| a.record.effective.cmp(&b.record.effective))
     }
 
@@ -92,12 +87,7 @@ impl PatientContext {
         let mut found: Vec<&PatientRecord> = self
             .records
             .iter()
-            .filter(|r| {
-                r.record
-                    .codes
-                    .iter()
-                    .any(|c| c.system == system && codes.contains(&c.code.as_str()))
-            })
+            .filter(|r| has_code(r, system, codes))
             .collect();
         found.sort_by(|a, b| b.record.effective.cmp(&a.record.effective));
         found.truncate(n);
@@ -116,20 +106,20 @@ impl PatientContext {
 
     /// The newest record carrying `code` in `system`.
     pub fn latest(&self, system: &str, code: &str) -> Option<&PatientRecord> {
-        self.records
-            .iter()
-            .filter(|r| {
-                r.record
-                    .codes
-                    .iter()
-                    .any(|c| c.system == system && c.code == code)
-            })
-            .max_by(|a, b| a.record.effective.cmp(&b.record.effective))
+        self.latest_of(system, &[code])
     }
 }
 
+/// Whether a record carries any of `codes` in `system`.
+fn has_code(r: &PatientRecord, system: &str, codes: &[&str]) -> bool {
+    r.record
+        .codes
+        .iter()
+        .any(|c| c.system == system && codes.contains(&c.code.as_str()))
+}
+
 /// Statuses that mean a record no longer holds.
-const INACTIVE: [&str; 8] = [
+const INACTIVE: [&str; 9] = [
     "resolved",
     "inactive",
     "stopped",
@@ -137,6 +127,7 @@ const INACTIVE: [&str; 8] = [
     "entered-in-error",
     "refuted",
     "cancelled",
+    "remission",
     "discontinued",
 ];
 

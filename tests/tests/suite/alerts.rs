@@ -168,67 +168,51 @@ async fn lifecycle(server: &TestServer) {
         "{low}"
     );
     let low = low["id"].as_str().unwrap().to_owned();
-    let (status, body) = act(
-        server,
-        &token,
-        &base,
-        &low,
-        "snooze",
-        json!({ "minutes": 0 }),
-    )
-    .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (422, Some("invalid_snooze")),
-        "{body}"
+    let cases = [
+        (
+            &low,
+            "snooze",
+            json!({ "minutes": 0 }),
+            422,
+            "invalid_snooze",
+        ),
+        (&low, "snooze", json!({ "minutes": 60 }), 200, "open"),
+        (&low, "override", json!({}), 422, "invalid_reason"),
+        (
+            &low,
+            "override",
+            json!({ "reason": "haemolysed sample, repeat ordered" }),
+            200,
+            "overridden",
+        ),
+        (
+            &first,
+            "snooze",
+            json!({ "minutes": 5 }),
+            409,
+            "alert_not_open",
+        ),
+        (&low, "explode", json!({}), 404, "unknown_action"),
+    ];
+    for (alert, action, body, status, expected) in cases {
+        let (got, reply) = act(server, &token, &base, alert, action, body).await;
+        let what = if got == 200 {
+            &reply["status"]
+        } else {
+            &reply["code"]
+        };
+        assert_eq!(
+            (got, what.as_str()),
+            (status, Some(expected)),
+            "{action}: {reply}"
+        );
+    }
+    let items = alerts(server, &token, &base, "?status=overridden").await;
+    assert!(
+        items[0]["snoozed_until"].is_null(),
+        "an override ends the snooze"
     );
-    let (status, body) = act(
-        server,
-        &token,
-        &base,
-        &low,
-        "snooze",
-        json!({ "minutes": 60 }),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    assert!(body["snoozed_until"].is_string(), "{body}");
-    let (status, body) = act(server, &token, &base, &low, "override", json!({})).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (422, Some("invalid_reason")),
-        "{body}"
-    );
-    let (status, body) = act(
-        server,
-        &token,
-        &base,
-        &low,
-        "override",
-        json!({ "reason": "haemolysed sample, repeat ordered" }),
-    )
-    .await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (200, Some("overridden")),
-        "{body}"
-    );
-    let (status, body) = act(
-        server,
-        &token,
-        &base,
-        &first,
-        "snooze",
-        json!({ "minutes": 5 }),
-    )
-    .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (409, Some("alert_not_open")),
-        "{body}"
-    );
-    let (status, _) = act(server, &token, &base, &low, "explode", json!({})).await;
-    assert_eq!(status, 404);
+    assert_eq!(items[0]["reason"], "haemolysed sample, repeat ordered");
     let (status, body) = server
         .call(
             Method::GET,
