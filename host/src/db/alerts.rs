@@ -118,6 +118,9 @@ pub struct AlertFilter {
     pub status: Option<String>,
     pub indicator: Option<String>,
     pub since: Option<DateTime<Utc>>,
+    /// Leave out alerts snoozed past this instant (the clinic's worklist
+    /// passes now).
+    pub awake_at: Option<DateTime<Utc>>,
 }
 
 impl Db {
@@ -243,6 +246,7 @@ impl Db {
             "SELECT {COLUMNS} FROM alerts
              WHERE clinic_id = $1 AND ($2 IS NULL OR patient_id = $2) AND ($3 IS NULL OR status = $3)
                AND ($4 IS NULL OR indicator = $4) AND ($5 IS NULL OR updated_at >= $5)
+               AND ($7 IS NULL OR snoozed_until IS NULL OR snoozed_until <= $7)
              ORDER BY CASE status WHEN 'open' THEN 0 WHEN 'acknowledged' THEN 1 ELSE 2 END,
                       CASE indicator WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
                       updated_at DESC, id
@@ -256,6 +260,7 @@ impl Db {
                 .bind(&filter.indicator)
                 .bind(filter.since)
                 .bind(limit)
+                .bind(filter.awake_at)
                 .fetch_all(pool)
                 .await?
         });

@@ -98,12 +98,14 @@ fn filter(query: AlertQuery, patient: Option<Uuid>) -> Result<(AlertFilter, i64)
             status: query.status,
             indicator: query.indicator,
             since: time_bound(query.since.as_deref(), "since")?,
+            awake_at: None,
         },
         limit,
     ))
 }
 
-/// The clinic's alerts: open critical ones first.
+/// The clinic's alerts: open critical ones first; snoozed ones are left out
+/// until they wake.
 #[utoipa::path(get, path = "/api/v1/clinics/{clinic}/alerts", tag = "alerts",
     params(("clinic" = String, Path), AlertQuery),
     responses((status = 200, body = AlertList), (status = 404, description = "not found"), (status = 422, description = "invalid filter")))]
@@ -114,7 +116,8 @@ pub async fn clinic_alerts(
     Query(query): Query<AlertQuery>,
 ) -> Result<JsonResponse<AlertList>> {
     let clinic = access::clinic(&state, &who, &clinic, Permission::ALERT_READ).await?;
-    let (filter, limit) = filter(query, None)?;
+    let (mut filter, limit) = filter(query, None)?;
+    filter.awake_at = Some(crate::db::now());
     let items = state.db.alerts(clinic, &filter, limit).await?;
     Ok(JsonResponse(AlertList { items }))
 }
