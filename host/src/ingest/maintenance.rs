@@ -135,13 +135,22 @@ pub async fn sweep_orphans(app: &Ingest) -> anyhow::Result<Sweep> {
     Ok(sweep)
 }
 
-/// Embeds and indexes committed chunks missing from the index (after a crash
-/// between the SQL commit and the vector write of a posted record, or after
-/// a partial reindex). Needs the model.
+/// How old a committed chunk must be before a missing vector counts as
+/// missing: another instance writes a chunk's vector just before its SQL
+/// commit, and this instance's view of the index may lag by the read
+/// consistency interval, so a chunk committed in the last moments may look
+/// missing while its vector is in place (re-adding it would duplicate it).
+const MISSING_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// Embeds and indexes committed chunks missing from the index (after a
+/// partial reindex, or an index restored from an older backup). Needs the
+/// model. Chunks committed within [`MISSING_AFTER`] of the start are left
+/// alone: their vectors may be in flight from another instance.
 pub async fn index_missing(app: &Ingest) -> anyhow::Result<usize> {
     let Some(embedder) = app.models.embedder() else {
         anyhow::bail!("the embedding model is not loaded");
     };
+    let settled_before = crate::db::now() - MISSING_AFTER;
     let mut added = 0;
     for clinic in all_clinics(app).await? {
         let indexed = app.vectors.chunk_ids(clinic).await?;
@@ -152,7 +161,7 @@ pub async fn index_missing(app: &Ingest) -> anyhow::Result<usize> {
             after = page.last().map(|c| c.id);
             let missing: Vec<_> = page
                 .into_iter()
-                .filter(|c| !indexed.contains_key(&c.id))
+                .filter(|c| !indexed.contains_key(&c.id) && c.created_at < settled_before)
                 .collect();
             if !missing.is_empty() {
                 let (rows, _) = indexing::vector_rows(&app.db, &embedder, &missing).await?;
