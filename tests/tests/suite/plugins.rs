@@ -269,7 +269,9 @@ fn a_sleeping_plugin_is_stopped_by_its_limits() {
             .parse(&plugin.pre, &ctx(&registry), "application/x-hostile", b"x");
     let elapsed = started.elapsed();
     assert_eq!(result.unwrap_err().code(), "plugin_deadline_exceeded");
-    assert!(elapsed < Duration::from_secs(2), "slept {elapsed:?}");
+    // An honoured sleep would take an hour; the bound is loose so that a
+    // loaded machine does not fail a correctness test on timing.
+    assert!(elapsed < Duration::from_secs(10), "slept {elapsed:?}");
 
     // With a fuel budget, the loop of sleeps burns it like any loop.
     let registry = registry_with_fuel(cache.path());
