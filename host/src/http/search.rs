@@ -15,7 +15,7 @@ use super::records::time_bound;
 use crate::auth::Principal;
 use crate::authz::Permission;
 use crate::db::records::RecordKind;
-use crate::memory::{Evidence, Mode, Query, Scope, SearchError};
+use crate::memory::{Evidence, Mode, Query, Scope};
 use crate::retrieval::RetrieveError;
 
 /// Search routes.
@@ -152,14 +152,7 @@ pub async fn search(
         .memory
         .search(patient.clinic_id, patient.id, &query)
         .await
-        .map_err(|e| match e {
-            SearchError::ModelUnavailable => Error::problem(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "model_unavailable",
-                "the embedding model is not loaded yet",
-            ),
-            SearchError::Internal(e) => Error::Internal(e),
-        })?;
+        .map_err(|e| retrieve_problem(e.into()))?;
     Ok(JsonResponse(SearchResults {
         items,
         retriever: None,

@@ -279,27 +279,26 @@ impl Memory {
             .cached_embeddings(clinic, patient, MODEL_ID, &keys)
             .await
             .map_err(anyhow::Error::from)?;
-        let missing: Vec<String> = texts
+        let (missing_keys, missing): (Vec<String>, Vec<String>) = texts
             .iter()
             .zip(&keys)
             .filter(|(_, k)| !cached.contains_key(*k))
-            .map(|(t, _)| (*t).to_owned())
-            .collect();
+            .map(|(t, k)| (k.clone(), (*t).to_owned()))
+            .unzip();
         let mut fresh = HashMap::new();
         if !missing.is_empty() {
             let embedder = self
                 .models
                 .embedder()
                 .ok_or(SearchError::ModelUnavailable)?;
-            let texts = missing.clone();
             let vectors = tokio::task::spawn_blocking(move || {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let refs: Vec<&str> = missing.iter().map(String::as_str).collect();
                 embedder.embed(&refs)
             })
             .await
             .map_err(anyhow::Error::from)?
             .map_err(anyhow::Error::from)?;
-            fresh.extend(missing.iter().map(|t| text_key(t)).zip(vectors));
+            fresh.extend(missing_keys.into_iter().zip(vectors));
         }
         Ok(keys
             .iter()

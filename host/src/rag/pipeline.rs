@@ -119,13 +119,7 @@ impl Rag {
         // Relevance is cosine similarity, comparable across questions: it
         // decides whether the record speaks to the question at all. A
         // follow-up is compared with the question before it too.
-        let text = match history.last() {
-            Some((previous, _)) => format!("{previous} {}", question.text),
-            None => question.text.clone(),
-        };
-        self.retrieval
-            .score(&request, &text, &mut retrieved)
-            .await?;
+        self.retrieval.score(&request, &mut retrieved).await?;
         let best = retrieved
             .found
             .iter()

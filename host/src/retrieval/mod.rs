@@ -20,7 +20,9 @@ use crate::db::Db;
 use crate::db::records::Record;
 use crate::ingest::indexing::embed_text;
 use crate::memory::{Evidence, Memory, Mode, Query, Scope, SearchError};
-use crate::plugins::{CallError, CallFor, Kind, Plugins, evidence_retriever};
+use crate::plugins::{
+    CallContext, CallError, CallFor, InstalledPlugin, Kind, Plugins, evidence_retriever,
+};
 
 pub use access::wit_record;
 
@@ -50,6 +52,18 @@ pub struct Request {
     pub request_id: Option<String>,
 }
 
+impl Request {
+    /// The text to search and to score relevance against: a follow-up
+    /// carries the question before it, so "and before that?" still finds
+    /// what the conversation is about.
+    pub fn search_text(&self) -> String {
+        match self.history.last() {
+            Some(previous) => format!("{previous} {}", self.text),
+            None => self.text.clone(),
+        }
+    }
+}
+
 /// One resolved result.
 #[derive(Debug, Clone)]
 pub struct Found {
@@ -67,9 +81,6 @@ pub struct Retrieved {
     /// The retriever's name.
     pub retriever: String,
     pub found: Vec<Found>,
-    /// Results ignored: ids the retriever was not handed, or that SQL does
-    /// not hold for this patient.
-    pub ignored: usize,
 }
 
 impl Retrieved {
@@ -131,43 +142,15 @@ impl Retrieval {
         Ok(name == DEFAULT_RETRIEVER || self.find(clinic, name).await?.is_some())
     }
 
+    /// The enabled retriever of this name (or plugin id) in `clinic`.
     async fn find(
         &self,
         clinic: Uuid,
         name: &str,
-    ) -> anyhow::Result<
-        Option<(
-            Arc<crate::plugins::InstalledPlugin>,
-            crate::plugins::CallContext,
-        )>,
-    > {
-        let choices = self.plugins.for_clinic(clinic).await?;
-        let mut matching: Vec<_> = choices
-            .into_iter()
-            .filter(|c| {
-                c.enabled
-                    && c.plugin.kind == Kind::Retriever.as_str()
-                    && c.plugin.retired_at.is_none()
-                    && (c.plugin.name == name || c.plugin.id == name)
-            })
-            .collect();
-        // A clinic's own install wins over the first-party one of that name.
-        matching.sort_by_key(|c| {
-            (
-                c.plugin.first_party,
-                std::cmp::Reverse(c.plugin.installed_at),
-            )
-        });
-        for choice in matching {
-            if let Some(found) = self
-                .plugins
-                .enabled(clinic, &choice.plugin.id, Kind::Retriever)
-                .await?
-            {
-                return Ok(Some(found));
-            }
-        }
-        Ok(None)
+    ) -> anyhow::Result<Option<(Arc<InstalledPlugin>, CallContext)>> {
+        self.plugins
+            .pick(clinic, Kind::Retriever, |p| p.name == name || p.id == name)
+            .await
     }
 
     /// The evidence for `request`, best first.
@@ -219,7 +202,7 @@ impl Retrieval {
             patient: Some(request.patient),
             request_id: request.request_id.clone(),
         };
-        let (ranked, outcome) = self
+        let (ranked, _) = self
             .plugins
             .retrieve(&plugin, ctx, &who, query, Box::new(memory))
             .await
@@ -229,17 +212,12 @@ impl Retrieval {
             })?;
         let mut retrieved = self.resolve(request, ranked).await?;
         retrieved.retriever = plugin.info.name.clone();
-        retrieved.ignored += outcome.ignored;
         Ok(retrieved)
     }
 
     async fn built_in(&self, request: &Request) -> Result<Retrieved, RetrieveError> {
-        let text = match request.history.last() {
-            Some(previous) => format!("{previous} {}", request.text),
-            None => request.text.clone(),
-        };
         let query = Query {
-            text,
+            text: request.search_text(),
             mode: Mode::Hybrid,
             limit: request.limit,
             scope: Scope::default(),
@@ -258,7 +236,6 @@ impl Retrieval {
                     explanation: None,
                 })
                 .collect(),
-            ignored: 0,
         })
     }
 
@@ -296,7 +273,6 @@ impl Retrieval {
             }
         }
         let mut found = Vec::new();
-        let mut ignored = 0;
         let mut cited = HashSet::new();
         for r in &ranked {
             let (chunk, record) = match &r.evidence {
@@ -311,7 +287,8 @@ impl Retrieval {
                 }
             };
             let Some(chunk) = chunk else {
-                ignored += 1;
+                // Handed out, but not (or no longer) this patient's in SQL.
+                metrics::counter!("retriever_results_unresolved_total").increment(1);
                 continue;
             };
             if !cited.insert(chunk.id) {
@@ -340,15 +317,13 @@ impl Retrieval {
         Ok(Retrieved {
             retriever: String::new(),
             found,
-            ignored,
         })
     }
 
-    /// Fills in each result's cosine similarity to `question`.
+    /// Fills in each result's cosine similarity to the request's search text.
     pub async fn score(
         &self,
         request: &Request,
-        question: &str,
         retrieved: &mut Retrieved,
     ) -> Result<(), RetrieveError> {
         // The text each chunk was embedded as, so the vectors come from the
@@ -361,7 +336,12 @@ impl Retrieval {
         let texts: Vec<&str> = embedded.iter().map(String::as_str).collect();
         let scores = self
             .memory
-            .similarities(request.clinic, request.patient, question, &texts)
+            .similarities(
+                request.clinic,
+                request.patient,
+                &request.search_text(),
+                &texts,
+            )
             .await?;
         for (f, s) in retrieved.found.iter_mut().zip(scores) {
             f.evidence.similarity = Some(s);

@@ -112,11 +112,7 @@ impl Rules {
             .for_clinic(clinic)
             .await?
             .into_iter()
-            .filter(|c| {
-                c.enabled
-                    && c.plugin.kind == Kind::ClinicalRule.as_str()
-                    && c.plugin.retired_at.is_none()
-            })
+            .filter(|c| c.enabled && c.plugin.kind == Kind::ClinicalRule.as_str())
             .collect();
         if rules.is_empty() {
             return Ok((0, 0));
@@ -146,11 +142,7 @@ impl Rules {
         };
         let (mut opened, mut resolved) = (0, 0);
         for choice in rules {
-            let Some((plugin, ctx)) = self
-                .plugins
-                .enabled(clinic, &choice.plugin.id, Kind::ClinicalRule)
-                .await?
-            else {
+            let Some((plugin, ctx)) = self.plugins.loaded(&choice).await else {
                 continue;
             };
             for service in plugin

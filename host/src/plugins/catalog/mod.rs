@@ -369,21 +369,32 @@ impl Plugins {
     }
 
     /// The parser `clinic` has enabled for `media_type`, with its context.
-    /// Explicitly enabled plugins win over first-party defaults.
     pub async fn parser_for(
         &self,
         clinic: Uuid,
         media_type: &str,
     ) -> anyhow::Result<Option<(Arc<InstalledPlugin>, CallContext)>> {
+        self.pick(clinic, Kind::Parser, |p| {
+            p.media_types.iter().any(|m| m == media_type)
+        })
+        .await
+    }
+
+    /// The plugin of `kind` that `clinic` has enabled and `wanted` accepts,
+    /// compiled and with its context. Explicitly enabled plugins win over
+    /// first-party defaults, newer installs over older ones; one that cannot
+    /// be loaded gives way to the next.
+    pub async fn pick(
+        &self,
+        clinic: Uuid,
+        kind: Kind,
+        wanted: impl Fn(&PluginView) -> bool,
+    ) -> anyhow::Result<Option<(Arc<InstalledPlugin>, CallContext)>> {
         let mut candidates: Vec<ClinicPluginView> = self
             .for_clinic(clinic)
             .await?
             .into_iter()
-            .filter(|c| {
-                c.enabled
-                    && c.plugin.kind == Kind::Parser.as_str()
-                    && c.plugin.media_types.iter().any(|m| m == media_type)
-            })
+            .filter(|c| c.enabled && c.plugin.kind == kind.as_str() && wanted(&c.plugin))
             .collect();
         candidates.sort_by_key(|c| {
             (
@@ -392,32 +403,22 @@ impl Plugins {
             )
         });
         for candidate in candidates {
-            if let Some(plugin) = self.compiled(&candidate.plugin.id).await {
-                return Ok(Some((plugin, self.context(Some(&candidate)))));
+            if let Some(loaded) = self.loaded(&candidate).await {
+                return Ok(Some(loaded));
             }
         }
         Ok(None)
     }
 
-    /// The enabled plugin `id` of `kind` in `clinic`, with its context.
-    pub async fn enabled(
+    /// A clinic's choice of a plugin, compiled and with its context; `None`
+    /// if this instance cannot load it.
+    pub async fn loaded(
         &self,
-        clinic: Uuid,
-        id: &str,
-        kind: Kind,
-    ) -> anyhow::Result<Option<(Arc<InstalledPlugin>, CallContext)>> {
-        let Some(choice) = self
-            .for_clinic(clinic)
-            .await?
-            .into_iter()
-            .find(|c| c.plugin.id == id && c.enabled && c.plugin.kind == kind.as_str())
-        else {
-            return Ok(None);
-        };
-        Ok(self
-            .compiled(id)
+        choice: &ClinicPluginView,
+    ) -> Option<(Arc<InstalledPlugin>, CallContext)> {
+        self.compiled(&choice.plugin.id)
             .await
-            .map(|plugin| (plugin, self.context(Some(&choice)))))
+            .map(|plugin| (plugin, self.context(Some(choice))))
     }
 
     /// Enables or disables a plugin for a clinic.
