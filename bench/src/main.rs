@@ -6,6 +6,7 @@ mod answers;
 mod ask;
 mod authz;
 mod memory;
+mod rules;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +66,18 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// CDS Hooks calls and alerts on arrival with every first-party rule.
+    Rules {
+        /// The first-party plugins folder (`data/plugins`).
+        #[arg(long)]
+        plugins: PathBuf,
+        /// Records of the patient.
+        #[arg(long, default_value_t = 500)]
+        records: usize,
+        /// Calls per service.
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+    },
     /// casbin enforce() cost and enforcer rebuilds.
     Authz {
         /// Role assignments to load.
@@ -122,6 +135,11 @@ fn main() -> ExitCode {
                 peer,
                 prompt_out,
             } => answers::run(&models, prompt_tokens, peer, prompt_out.as_deref()).await,
+            Command::Rules {
+                plugins,
+                records,
+                rounds,
+            } => rules::run(&plugins, records, rounds).await,
             Command::Ask {
                 models,
                 plugins,

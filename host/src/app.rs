@@ -175,6 +175,7 @@ impl App {
             memory: self.memory.clone(),
             rag: self.rag.clone(),
             retrieval: self.retrieval.clone(),
+            rules: self.rules.clone(),
             forget: self.forget.clone(),
             ingest: self.ingest.clone(),
             models: self.engines.models.clone(),

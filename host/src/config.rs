@@ -67,6 +67,14 @@ pub struct Settings {
     pub rate_limit_per_minute: u32,
     /// Requests a minute per client address.
     pub rate_limit_address_per_minute: u32,
+    /// The public base URL clients call, e.g. `https://mm.example.org`
+    /// (behind a proxy, what the proxy serves). CDS clients sign the exact
+    /// URL they call into their JWT's `aud`; unset: `http://` and the
+    /// request's `Host`.
+    pub public_url: Option<String>,
+    /// How long a CDS service call may take, in milliseconds: the rule
+    /// runs under this deadline and the answer carries the cards it has.
+    pub cds_deadline_ms: u64,
     /// The OIDC issuer URL; unset: only service API tokens are accepted.
     pub oidc_issuer: Option<String>,
     /// The API's audience, required with an issuer.
@@ -134,6 +142,8 @@ impl Default for Settings {
             sweep_grace_secs: 600,
             rate_limit_per_minute: 600,
             rate_limit_address_per_minute: 1200,
+            public_url: None,
+            cds_deadline_ms: 450,
             oidc_issuer: None,
             oidc_audience: None,
             oidc_token_type: "at+jwt".into(),

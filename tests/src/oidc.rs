@@ -244,12 +244,13 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
-    /// A fresh key: RS256 or PS256 (RSA 2048) or ES256 (P-256).
+    /// A fresh key: RS256, RS384 or PS256 (RSA 2048), ES256 (P-256) or
+    /// ES384 (P-384).
     pub fn generate(alg: jsonwebtoken::Algorithm) -> SigningKey {
-        let kind = if alg == jsonwebtoken::Algorithm::ES256 {
-            "EC"
-        } else {
-            "RSA"
+        let kind = match alg {
+            jsonwebtoken::Algorithm::ES256 => "EC",
+            jsonwebtoken::Algorithm::ES384 => "EC384",
+            _ => "RSA",
         };
         let out = Command::new("node")
             .arg("keygen.mjs")
@@ -262,7 +263,7 @@ impl SigningKey {
         let der = STANDARD
             .decode(v["der"].as_str().expect("der"))
             .expect("base64 der");
-        let encoding = if kind == "EC" {
+        let encoding = if kind != "RSA" {
             jsonwebtoken::EncodingKey::from_ec_der(&der)
         } else {
             jsonwebtoken::EncodingKey::from_rsa_der(&der)

@@ -149,6 +149,19 @@ pub fn bench_authz(root: &Path, extra: &[String]) -> Result {
         .env("MEDMEMORY_LOG", "warn"))
 }
 
+/// `bench rules`: CDS Hooks call and alerts-on-arrival latency with every
+/// first-party rule, for a patient with 500 records (`--records N`).
+pub fn bench_rules(root: &Path, extra: &[String]) -> Result {
+    build()?;
+    let binary = target_dir(root).join("debug/medmemory-bench");
+    run(Command::new(&binary)
+        .arg("rules")
+        .arg("--plugins")
+        .arg(root.join("data/plugins"))
+        .args(extra)
+        .env("MEDMEMORY_LOG", "warn"))
+}
+
 /// Writes a FHIR Bundle of HbA1c observations of about `bytes` bytes.
 fn fhir_bundle(path: &Path, bytes: usize) -> Result {
     let mut entries = Vec::new();

@@ -55,15 +55,18 @@ fn main() -> ExitCode {
                 setup::setup(&root).and_then(|()| bench::bench_memory(&root, &args[2..]))
             }
             Some("authz") => bench::bench_authz(&root, &args[2..]),
+            Some("rules") => {
+                setup::setup(&root).and_then(|()| bench::bench_rules(&root, &args[2..]))
+            }
             Some("answers") => {
                 setup::setup(&root).and_then(|()| bench::bench_answers(&root, &args[2..]))
             }
             Some("golden") => setup::models(&root).and_then(|()| bench::golden(&root)),
-            _ => Err("usage: cargo xtask bench <plugins|memory [--documents N] [--table-sizes A,B]|answers [--prompt-tokens N] [--no-peer]|authz [--assignments N]|golden>".into()),
+            _ => Err("usage: cargo xtask bench <plugins|memory [--documents N] [--table-sizes A,B]|answers [--prompt-tokens N] [--no-peer]|rules [--records N] [--rounds N]|authz [--assignments N]|golden>".into()),
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|models|plugins|build|serve|test|plugin new|bench plugins|bench memory|bench answers|bench authz|bench golden>"
+                "usage: cargo xtask <setup|models|plugins|build|serve|test|plugin new|bench plugins|bench memory|bench answers|bench rules|bench authz|bench golden>"
             );
             return ExitCode::from(2);
         }

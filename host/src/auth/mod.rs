@@ -7,6 +7,7 @@
 //! and `config`. Beside `http`, which reads the `Authorization` header and maps
 //! [`AuthError`] to a problem document; nothing here knows about HTTP.
 
+pub mod cds;
 pub mod oidc;
 pub mod tokens;
 
@@ -42,6 +43,13 @@ pub enum Credential {
     User {
         /// MedMemory's id for the user.
         id: Uuid,
+    },
+    /// An EHR registered as a CDS Hooks client of a clinic.
+    CdsClient {
+        /// The client's id.
+        id: Uuid,
+        /// The clinic that registered it.
+        clinic: Uuid,
     },
 }
 
@@ -81,12 +89,17 @@ impl From<sqlx::Error> for AuthError {
 pub struct Authenticator {
     db: Db,
     oidc: Option<Arc<oidc::Oidc>>,
+    cds: cds::CdsVerifier,
 }
 
 impl Authenticator {
     /// Checks API tokens against `db`, and JWTs with `oidc` when configured.
     pub fn new(db: Db, oidc: Option<Arc<oidc::Oidc>>) -> Authenticator {
-        Authenticator { db, oidc }
+        Authenticator {
+            cds: cds::CdsVerifier::new(db.clone()),
+            db,
+            oidc,
+        }
     }
 
     /// The OIDC verifier, when an issuer is configured.
@@ -101,6 +114,30 @@ impl Authenticator {
         } else {
             self.authenticate_jwt(bearer).await
         }
+    }
+
+    /// The principal a bearer value proves on a CDS Hooks endpoint of
+    /// `clinic` whose exact URL is `audience`: a JWT signed by one of the
+    /// clinic's CDS clients, or any credential [`Self::authenticate`] takes.
+    pub async fn authenticate_cds(
+        &self,
+        clinic: Uuid,
+        audience: &str,
+        bearer: &str,
+    ) -> Result<Principal, AuthError> {
+        if !tokens::looks_like_api_token(bearer)
+            && let Some(client) = self.cds.verify(clinic, audience, bearer).await?
+        {
+            return Ok(Principal {
+                subject: client.subject,
+                credential: Credential::CdsClient {
+                    id: client.id,
+                    clinic,
+                },
+                request_id: None,
+            });
+        }
+        self.authenticate(bearer).await
     }
 
     /// Verifies an OIDC access token and maps `(iss, sub)` to a user.

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use openidconnect::core::CoreProviderMetadata;
 use openidconnect::{IssuerUrl, reqwest};
@@ -124,17 +124,18 @@ pub struct Identity {
     pub subject: String,
 }
 
-/// One verification key.
-struct Key {
-    decoding: DecodingKey,
-    algorithms: Vec<Algorithm>,
+/// One verification key and the algorithms it may verify.
+pub(super) struct Key {
+    pub(super) decoding: DecodingKey,
+    pub(super) algorithms: Vec<Algorithm>,
 }
 
-/// The provider's keys, by key id; keys without a `kid` are tried in order.
+/// A JWK Set's usable keys, by key id; keys without a `kid` are tried in
+/// order.
 #[derive(Default)]
-struct KeySet {
-    by_kid: HashMap<String, Arc<Key>>,
-    unnamed: Vec<Arc<Key>>,
+pub(super) struct KeySet {
+    pub(super) by_kid: HashMap<String, Arc<Key>>,
+    pub(super) unnamed: Vec<Arc<Key>>,
 }
 
 /// The access-token verifier of one issuer.
@@ -210,7 +211,7 @@ impl Oidc {
         };
         let response = self.http.get(&uri).send().await?.error_for_status()?;
         let body: serde_json::Value = response.json().await?;
-        let set = parse_jwks(&body);
+        let set = parse_jwks(&body, &ACCEPTED);
         let count = set.by_kid.len() + set.unnamed.len();
         if count == 0 {
             anyhow::bail!("the provider's JWKS has no usable signing key");
@@ -348,7 +349,7 @@ fn typ_matches(typ: Option<&str>, required: &str) -> bool {
 
 /// Parses a JWKS leniently: keys that are not signature keys of an accepted
 /// kind are skipped rather than failing the whole set.
-fn parse_jwks(body: &serde_json::Value) -> KeySet {
+pub(super) fn parse_jwks(body: &serde_json::Value, accepted: &[Algorithm]) -> KeySet {
     let mut set = KeySet::default();
     let Some(keys) = body.get("keys").and_then(|k| k.as_array()) else {
         return set;
@@ -364,7 +365,9 @@ fn parse_jwks(body: &serde_json::Value) -> KeySet {
         let Ok(jwk) = serde_json::from_value::<Jwk>(raw.clone()) else {
             continue;
         };
-        let Some(key) = key_of(&jwk) else { continue };
+        let Some(key) = key_of(&jwk, accepted) else {
+            continue;
+        };
         match jwk.common.key_id {
             Some(kid) => {
                 set.by_kid.insert(kid, Arc::new(key));
@@ -375,26 +378,27 @@ fn parse_jwks(body: &serde_json::Value) -> KeySet {
     set
 }
 
-fn key_of(jwk: &Jwk) -> Option<Key> {
-    let family: Vec<Algorithm> = match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => vec![Algorithm::RS256, Algorithm::PS256],
-        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
-            vec![Algorithm::ES256]
+/// The key of a JWK and the `accepted` algorithms it may verify: those of
+/// its family (RSA; EC on P-256 or P-384), narrowed by its own `alg`.
+fn key_of(jwk: &Jwk, accepted: &[Algorithm]) -> Option<Key> {
+    use Algorithm as A;
+    let family: &[Algorithm] = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => {
+            &[A::RS256, A::RS384, A::RS512, A::PS256, A::PS384, A::PS512]
         }
+        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => &[A::ES256],
+        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P384 => &[A::ES384],
         _ => return None,
     };
-    let algorithms = match jwk.common.key_algorithm {
-        None => family,
-        Some(pinned) => {
-            let pinned = match pinned {
-                KeyAlgorithm::RS256 => Algorithm::RS256,
-                KeyAlgorithm::PS256 => Algorithm::PS256,
-                KeyAlgorithm::ES256 => Algorithm::ES256,
-                _ => return None,
-            };
-            family.into_iter().filter(|a| *a == pinned).collect()
-        }
+    let pinned = match jwk.common.key_algorithm {
+        None => None,
+        Some(alg) => Some(Algorithm::try_from(alg).ok()?),
     };
+    let algorithms: Vec<Algorithm> = family
+        .iter()
+        .copied()
+        .filter(|a| accepted.contains(a) && pinned.is_none_or(|p| p == *a))
+        .collect();
     if algorithms.is_empty() {
         return None;
     }
@@ -425,7 +429,7 @@ mod tests {
             {"kty": "RSA", "kid": "rsa", "alg": "PS256", "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw", "e": "AQAB"},
             {"kty": "EC", "crv": "P-384", "kid": "p384", "x": "AA", "y": "AA"}
         ]});
-        let set = parse_jwks(&body);
+        let set = parse_jwks(&body, &ACCEPTED);
         assert_eq!(set.by_kid.len(), 1, "only the RSA signature key is usable");
         let rsa = &set.by_kid["rsa"];
         assert_eq!(

@@ -29,10 +29,16 @@ pub const MODEL: &str = include_str!("../../../policies/model.conf");
 pub const ROLES: &str = include_str!("../../../policies/roles.csv");
 
 /// Roles every deployment has.
-pub const BUILTIN_ROLES: [&str; 4] = ["platform-admin", "clinic-admin", "clinician", "auditor"];
+pub const BUILTIN_ROLES: [&str; 5] = [
+    "platform-admin",
+    "clinic-admin",
+    "clinician",
+    "auditor",
+    "cds-client",
+];
 
 /// Roles a clinic admin or platform admin may assign inside a clinic.
-pub const CLINIC_ROLES: [&str; 3] = ["clinic-admin", "clinician", "auditor"];
+pub const CLINIC_ROLES: [&str; 4] = ["clinic-admin", "clinician", "auditor", "cds-client"];
 
 /// The most custom roles one clinic may define.
 pub const MAX_CUSTOM_ROLES: usize = 32;

@@ -46,6 +46,9 @@ permissions! {
     MEMORY_ASK = "memory"."ask";
     ALERT_READ = "alert"."read";
     ALERT_UPDATE = "alert"."update";
+    CDS_CALL = "cds"."call";
+    CDS_CLIENT_READ = "cds-client"."read";
+    CDS_CLIENT_MANAGE = "cds-client"."manage";
     TOKEN_CREATE = "token"."create";
     TOKEN_READ = "token"."read";
     TOKEN_DELETE = "token"."delete";

@@ -40,6 +40,12 @@ pub struct Alert {
     pub changed_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// What clinicians answered in their EHR to the CDS cards that carried
+    /// this alert (CDS Hooks feedback), oldest first.
+    pub feedback: Vec<super::cds::Feedback>,
+    /// The rule, service and evidence it stands for.
+    #[serde(skip)]
+    pub fingerprint: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -50,6 +56,7 @@ struct AlertRow {
     plugin_id: String,
     plugin_version: String,
     service_id: String,
+    fingerprint: String,
     indicator: String,
     summary: String,
     detail: Option<String>,
@@ -63,7 +70,7 @@ struct AlertRow {
     updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, patient_id, rule, plugin_id, plugin_version, service_id, indicator, \
+const COLUMNS: &str = "id, patient_id, rule, plugin_id, plugin_version, service_id, fingerprint, indicator, \
     summary, detail, source_label, evidence, status, snoozed_until, reason, changed_by, created_at, updated_at";
 
 impl From<AlertRow> for Alert {
@@ -87,6 +94,8 @@ impl From<AlertRow> for Alert {
             changed_by: r.changed_by,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            feedback: Vec::new(),
+            fingerprint: r.fingerprint,
         }
     }
 }

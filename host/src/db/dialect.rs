@@ -118,6 +118,8 @@ pub enum Unique {
     UserIdentity,
     /// Token secrets are unique.
     TokenSecret,
+    /// A CDS client's issuer is registered once per clinic.
+    CdsIssuer,
 }
 
 impl Unique {
@@ -134,15 +136,20 @@ impl Unique {
             ),
             Unique::UserIdentity => ("users_issuer_subject_unique", "users.issuer, users.subject"),
             Unique::TokenSecret => ("api_tokens_secret_hash_unique", "api_tokens.secret_hash"),
+            Unique::CdsIssuer => (
+                "cds_clients_issuer_unique",
+                "cds_clients.clinic_id, cds_clients.issuer",
+            ),
         }
     }
 
-    const ALL: [Unique; 5] = [
+    const ALL: [Unique; 6] = [
         Unique::ClinicName,
         Unique::PatientMrn,
         Unique::DocumentHash,
         Unique::UserIdentity,
         Unique::TokenSecret,
+        Unique::CdsIssuer,
     ];
 }
 

@@ -128,6 +128,16 @@ impl Db {
         })
     }
 
+    /// The live patient of `clinic` with this MRN.
+    pub async fn patient_by_mrn(&self, clinic: Uuid, mrn: &str) -> sqlx::Result<Option<Patient>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM patients WHERE clinic_id = $1 AND mrn = $2 AND deleted_at IS NULL"
+        );
+        on_pool!(self, pool => {
+            sqlx::query_as(AssertSqlSafe(sql)).bind(clinic).bind(mrn).fetch_optional(pool).await
+        })
+    }
+
     /// Patients of `clinic` in id order after the cursor.
     pub async fn patients(
         &self,

@@ -1,6 +1,7 @@
-//! Who a casbin rule or an audit entry is about: a signed-in user or a
-//! service token, written `user:<uuid>` or `token:<uuid>` in the policy
-//! tables and the audit trail. Parsed once; code past that holds a
+//! Who a casbin rule or an audit entry is about: a signed-in user, a
+//! service token or a registered CDS client, written `user:<uuid>`,
+//! `token:<uuid>` or `cds-client:<uuid>` in the policy tables and the audit
+//! trail. Parsed once; code past that holds a
 //! [`Subject`] and asks it what it is.
 
 use std::fmt;
@@ -15,6 +16,8 @@ pub enum Subject {
     User(Uuid),
     /// A service API token.
     Token(Uuid),
+    /// An EHR registered as a CDS Hooks client of a clinic.
+    CdsClient(Uuid),
 }
 
 impl Subject {
@@ -22,7 +25,7 @@ impl Subject {
     pub fn user(self) -> Option<Uuid> {
         match self {
             Subject::User(id) => Some(id),
-            Subject::Token(_) => None,
+            Subject::Token(_) | Subject::CdsClient(_) => None,
         }
     }
 
@@ -31,8 +34,9 @@ impl Subject {
         matches!(self, Subject::Token(_))
     }
 
-    /// Whether `text` is the canonical form of a subject (`user:<uuid>` or
-    /// `token:<uuid>`, the UUID lower-case and hyphenated).
+    /// Whether `text` is the canonical form of a subject (`user:<uuid>`,
+    /// `token:<uuid>` or `cds-client:<uuid>`, the UUID lower-case and
+    /// hyphenated).
     pub fn is_valid(text: &str) -> bool {
         text.parse::<Subject>().is_ok()
     }
@@ -43,13 +47,14 @@ impl fmt::Display for Subject {
         match self {
             Subject::User(id) => write!(f, "user:{id}"),
             Subject::Token(id) => write!(f, "token:{id}"),
+            Subject::CdsClient(id) => write!(f, "cds-client:{id}"),
         }
     }
 }
 
 /// The text is not a canonical subject.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a subject is user:<id> or token:<id>")]
+#[error("a subject is user:<id>, token:<id> or cds-client:<id>")]
 pub struct NotASubject;
 
 impl FromStr for Subject {
@@ -65,6 +70,7 @@ impl FromStr for Subject {
         match kind {
             "user" => Ok(Subject::User(parsed)),
             "token" => Ok(Subject::Token(parsed)),
+            "cds-client" => Ok(Subject::CdsClient(parsed)),
             _ => Err(NotASubject),
         }
     }

@@ -134,7 +134,13 @@ pub async fn patient_alerts(
 ) -> Result<JsonResponse<AlertList>> {
     let patient = access::patient(&state, &who, &clinic, &patient, Permission::ALERT_READ).await?;
     let (filter, limit) = filter(query, Some(patient.id))?;
-    let items = state.db.alerts(patient.clinic_id, &filter, limit).await?;
+    let mut items = state.db.alerts(patient.clinic_id, &filter, limit).await?;
+    let feedback = state.db.cds_feedback(patient.clinic_id, patient.id).await?;
+    for (fingerprint, given) in feedback {
+        if let Some(alert) = items.iter_mut().find(|a| a.fingerprint == fingerprint) {
+            alert.feedback.push(given);
+        }
+    }
     Ok(JsonResponse(AlertList { items }))
 }
 

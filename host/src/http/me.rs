@@ -44,6 +44,7 @@ pub async fn me(State(state): State<AppState>, who: Principal) -> Result<Json<Me
     let kind = match who.credential {
         Credential::ApiToken { .. } => "api_token",
         Credential::User { .. } => "user",
+        Credential::CdsClient { .. } => "cds_client",
     };
     let roles = state
         .db

@@ -16,6 +16,8 @@ pub mod access;
 pub mod alerts;
 pub mod answers;
 pub mod audit;
+pub mod cds;
+pub mod cds_clients;
 pub mod clinics;
 pub mod conversations;
 pub mod documents;
@@ -60,6 +62,8 @@ pub fn router(state: AppState) -> Router {
         .merge(alerts::router())
         .merge(answers::router())
         .merge(audit::router())
+        .merge(cds::router())
+        .merge(cds_clients::router())
         .merge(clinics::router())
         .merge(conversations::router())
         .merge(patients::router())

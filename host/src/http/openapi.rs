@@ -8,8 +8,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::AppState;
 use super::{
-    alerts, answers, audit, clinics, conversations, documents, error, health, jobs, me, patients,
-    plugins, policies, records, search, tokens,
+    alerts, answers, audit, cds, cds_clients, clinics, conversations, documents, error, health,
+    jobs, me, patients, plugins, policies, records, search, tokens,
 };
 
 /// The MedMemory REST API.
@@ -25,6 +25,8 @@ use super::{
         documents::upload, documents::list, documents::read, documents::content, documents::remove,
         jobs::read, jobs::events, search::search,
         alerts::clinic_alerts, alerts::patient_alerts, alerts::act,
+        cds::discovery, cds::call, cds::feedback,
+        cds_clients::register, cds_clients::list, cds_clients::remove,
         answers::ask, conversations::conversations, conversations::conversation, conversations::feedback, tokens::create, tokens::list, tokens::revoke,
         audit::list, audit::verify,
         plugins::list, plugins::install, plugins::read, plugins::stats, plugins::clinic_list,
@@ -108,10 +110,12 @@ mod tests {
     fn routes_in_source() -> BTreeSet<(String, String)> {
         let own = include_str!("openapi.rs");
         let own = &own[..own.find("#[cfg(test)]").unwrap_or(own.len())];
-        let files: [(&str, &str); 16] = [
+        let files: [(&str, &str); 18] = [
             ("alerts", include_str!("alerts.rs")),
             ("answers", include_str!("answers.rs")),
             ("audit", include_str!("audit.rs")),
+            ("cds", include_str!("cds.rs")),
+            ("cds_clients", include_str!("cds_clients.rs")),
             ("clinics", include_str!("clinics.rs")),
             ("conversations", include_str!("conversations.rs")),
             ("documents", include_str!("documents.rs")),

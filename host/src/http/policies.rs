@@ -200,7 +200,7 @@ fn validate_assignments(
         if !authz::valid_subject(&line.subject) {
             return Err(Error::invalid(
                 "invalid_subject",
-                "subjects are user:<id> or token:<id>",
+                "subjects are user:<id>, token:<id> or cds-client:<id>",
             ));
         }
         if !CLINIC_ROLES.contains(&line.role.as_str()) && !custom.contains_key(&line.role) {
@@ -311,7 +311,7 @@ pub async fn replace(
 
 /// The roles a subject holds in the clinic.
 #[utoipa::path(get, path = "/api/v1/clinics/{clinic}/roles/{subject}", tag = "access",
-    params(("clinic" = String, Path), ("subject" = String, Path, description = "user:<id> or token:<id>")),
+    params(("clinic" = String, Path), ("subject" = String, Path, description = "user:<id>, token:<id> or cds-client:<id>")),
     responses((status = 200, body = SubjectRoles), (status = 403, description = "not allowed"), (status = 404, description = "not found")))]
 pub async fn read_roles(
     State(state): State<AppState>,
@@ -363,7 +363,7 @@ pub async fn replace_roles(
         if !authz::valid_subject(&subject) {
             return Err(Error::invalid(
                 "invalid_subject",
-                "subjects are user:<id> or token:<id>",
+                "subjects are user:<id>, token:<id> or cds-client:<id>",
             ));
         }
         Ok(ClinicPolicy {

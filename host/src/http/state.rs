@@ -39,6 +39,8 @@ pub struct Services {
     pub rag: Arc<crate::rag::Rag>,
     /// Evidence for a question, chosen by the clinic's retriever.
     pub retrieval: Arc<crate::retrieval::Retrieval>,
+    /// Clinical rules: the clinic's CDS Hooks services.
+    pub rules: Arc<crate::rules::Rules>,
     /// Document delete and patient erasure.
     pub forget: Arc<Forget>,
     /// Ingestion: the job worker and the indexing pipeline.

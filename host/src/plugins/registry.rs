@@ -66,6 +66,12 @@ pub struct ServiceInfo {
     pub title: String,
     /// What it checks.
     pub description: String,
+    /// The FHIR data it wants prefetched: key → query template.
+    #[serde(default)]
+    pub prefetch: std::collections::BTreeMap<String, String>,
+    /// What an EHR must do to use it.
+    #[serde(default)]
+    pub usage_requirements: Option<String>,
 }
 
 /// An installed, compiled, ready-to-instantiate plugin.
@@ -213,6 +219,8 @@ impl Registry {
                         hook: s.hook,
                         title: s.title,
                         description: s.description,
+                        prefetch: s.prefetch.into_iter().collect(),
+                        usage_requirements: s.usage_requirements,
                     })
                     .collect(),
                 size_bytes: bytes.len(),
@@ -313,8 +321,29 @@ fn validate(
     }
     let mut ids = std::collections::HashSet::new();
     for service in services {
-        if service.id.is_empty() || !ids.insert(service.id.as_str()) {
-            return bad(format!("service id {:?} is empty or repeated", service.id));
+        // It becomes a URL segment of the CDS Hooks endpoint.
+        let id_ok = !service.id.is_empty()
+            && service.id.len() <= 64
+            && service
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+        if !id_ok || !ids.insert(service.id.as_str()) {
+            return bad(format!(
+                "service id {:?} must be 1 to 64 of A-Z a-z 0-9 - . _ and unique",
+                service.id
+            ));
+        }
+        let mut keys = std::collections::HashSet::new();
+        let prefetch_ok = service.prefetch.len() <= 32
+            && service.prefetch.iter().all(|(key, template)| {
+                !key.is_empty() && key.len() <= 64 && template.len() <= 2048 && keys.insert(key)
+            });
+        if !prefetch_ok {
+            return bad(format!(
+                "service {:?}: at most 32 prefetch keys, unique, with templates under 2 KiB",
+                service.id
+            ));
         }
     }
     Ok(())

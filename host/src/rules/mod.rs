@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::db::Db;
 use crate::db::alerts::{Raised, RuleRun};
+use crate::db::patients::Patient;
 use crate::db::records::RecordQuery;
 use crate::ingest::Arrival;
 use crate::plugins::clinical_rules::{
@@ -25,6 +26,9 @@ use crate::plugins::clinical_rules::{
 };
 use crate::plugins::{CallFor, Kind, Plugins};
 use crate::retrieval::wit_record;
+
+pub mod cds;
+pub mod wire;
 
 /// The hooks whose services run when records arrive.
 const ARRIVAL_HOOKS: [&str; 2] = ["patient-view", "medmemory-ingest"];
@@ -82,6 +86,34 @@ impl Rules {
         Rules { db, plugins }
     }
 
+    /// What a rule sees of a patient: their newest records (at most
+    /// [`MAX_RECORDS`]) with ids, and those ids.
+    async fn patient_context(
+        &self,
+        clinic: Uuid,
+        person: &Patient,
+    ) -> anyhow::Result<(PatientContext, HashSet<Uuid>)> {
+        let query = RecordQuery {
+            limit: MAX_RECORDS,
+            ..RecordQuery::default()
+        };
+        let stored = self.db.query_records(clinic, person.id, &query).await?;
+        let known: HashSet<Uuid> = stored.iter().map(|r| r.id).collect();
+        let context = PatientContext {
+            id: person.id.to_string(),
+            birth_date: Some(person.birth_date.to_string()),
+            sex: Some(person.sex.clone()),
+            records: stored
+                .iter()
+                .map(|r| PatientRecord {
+                    id: r.id.to_string(),
+                    record: wit_record(r),
+                })
+                .collect(),
+        };
+        Ok((context, known))
+    }
+
     /// Runs the rules for every arrival, until the sender is gone.
     pub async fn listen(self: Arc<Self>, mut arrivals: tokio::sync::broadcast::Receiver<Arrival>) {
         use tokio::sync::broadcast::error::RecvError;
@@ -117,24 +149,7 @@ impl Rules {
         if rules.is_empty() {
             return Ok((0, 0));
         }
-        let query = RecordQuery {
-            limit: MAX_RECORDS,
-            ..RecordQuery::default()
-        };
-        let stored = self.db.query_records(clinic, patient, &query).await?;
-        let known: HashSet<Uuid> = stored.iter().map(|r| r.id).collect();
-        let context = PatientContext {
-            id: patient.to_string(),
-            birth_date: Some(person.birth_date.to_string()),
-            sex: Some(person.sex.clone()),
-            records: stored
-                .iter()
-                .map(|r| PatientRecord {
-                    id: r.id.to_string(),
-                    record: wit_record(r),
-                })
-                .collect(),
-        };
+        let (context, known) = self.patient_context(clinic, &person).await?;
         let who = CallFor {
             clinic: Some(clinic),
             patient: Some(patient),

@@ -119,6 +119,15 @@ fn body_for(method: &Method, template: &str, clinic: &str) -> Option<(&'static s
             json(json!({"name": "t", "clinic": clinic, "role": "clinician"}))
         }
         ("PUT", "/api/v1/clinics/{clinic}/roles/{subject}") => json(json!({"roles": []})),
+        ("POST", "/api/v1/clinics/{clinic}/cds-services/{service}") => json(json!({
+            "hook": "patient-view", "hookInstance": "d3f1b2c4", "context": {"patientId": "x"}
+        })),
+        ("POST", "/api/v1/clinics/{clinic}/cds-services/{service}/feedback") => {
+            json(json!({"feedback": []}))
+        }
+        ("POST", "/api/v1/clinics/{clinic}/cds-clients") => json(json!({
+            "name": "EHR", "issuer": "https://ehr.example.org", "jku": "https://ehr.example.org/jwks"
+        })),
         ("POST" | "PUT" | "PATCH", _) => json(json!({})),
         _ => None,
     }
@@ -241,6 +250,8 @@ async fn populated_clinic(world: &World, name: &str) -> Ids {
     values.insert("message", uuid::Uuid::now_v7().to_string());
     values.insert("alert", uuid::Uuid::now_v7().to_string());
     values.insert("action", "ack".to_owned());
+    values.insert("service", "critical-labs".to_owned());
+    values.insert("client", uuid::Uuid::now_v7().to_string());
     Ids { values }
 }
 

@@ -29,6 +29,7 @@ mod audit;
 mod auth;
 mod bad_input;
 mod blobs;
+mod cds;
 mod crash;
 mod instances;
 mod isolation;

@@ -2,7 +2,8 @@
 //! `loop` spins until the host stops it, `trap` panics, `garbage` returns
 //! cards that break the CDS Hooks contract (an empty summary, a delete
 //! without a resource id). The host must drop or fail its output alone, and
-//! never fail the ingestion job that triggered it.
+//! never fail the ingestion job (or the CDS call) that triggered it. Its
+//! `needs-coverage` service declares a prefetch no patient memory holds.
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -49,14 +50,28 @@ impl Guest for BadRule {
     }
 
     fn services() -> Vec<Service> {
-        vec![Service {
-            id: "bad".into(),
-            hook: "patient-view".into(),
-            title: "bad".into(),
-            description: "misbehaves".into(),
-            prefetch: Vec::new(),
-            usage_requirements: None,
-        }]
+        vec![
+            Service {
+                id: "bad".into(),
+                hook: "patient-view".into(),
+                title: "bad".into(),
+                description: "misbehaves".into(),
+                prefetch: Vec::new(),
+                usage_requirements: None,
+            },
+            Service {
+                // Asks for data no patient memory holds: without it, 412.
+                id: "needs-coverage".into(),
+                hook: "order-sign".into(),
+                title: "needs coverage".into(),
+                description: "misbehaves, given the patient's coverage".into(),
+                prefetch: vec![(
+                    "coverage".into(),
+                    "Coverage?patient={{context.patientId}}".into(),
+                )],
+                usage_requirements: Some("prefetch the patient's Coverage".into()),
+            },
+        ]
     }
 
     fn evaluate(request: HookRequest) -> Result<Evaluation, PluginError> {
