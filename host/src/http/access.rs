@@ -161,6 +161,7 @@ pub async fn patient(
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Items per page, 1 to 500; default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -185,8 +186,8 @@ impl PageQuery {
                 "limit must be between 1 and 500",
             ));
         }
-        let after = match &self.cursor {
-            None => None,
+        let after = match self.cursor.as_deref() {
+            None | Some("") => None,
             Some(c) => Some(Uuid::try_parse(c).map_err(|_| {
                 Error::bad_request("invalid_cursor", "the cursor is not one we issued")
             })?),

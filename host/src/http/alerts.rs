@@ -43,6 +43,7 @@ pub struct AlertQuery {
     /// Only alerts changed at or after this date or date-time.
     pub since: Option<String>,
     /// At most this many, 1 to 500; default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -61,6 +62,7 @@ pub struct AlertChange {
     pub reason: Option<String>,
     /// For `snooze`: minutes, 1 to 43200 (30 days).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 43200)]
     pub minutes: Option<i64>,
 }
 

@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct AskRequest {
     /// The question, 1 to 2000 characters.
+    #[schema(min_length = 1, max_length = 2000)]
     pub question: String,
     /// A conversation id: the question follows up on it.
     #[serde(default)]

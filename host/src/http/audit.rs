@@ -38,6 +38,7 @@ pub struct AuditQuery {
     /// Before this date or date-time.
     pub until: Option<String>,
     /// Items per page, 1 to 500; default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -70,7 +71,7 @@ pub async fn list(
             "limit must be between 1 and 500",
         ));
     }
-    let after = match &query.cursor {
+    let after = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
         Some(c) => Some(c.parse::<i64>().map_err(|_| {
             Error::bad_request("invalid_cursor", "the cursor is not one we issued")

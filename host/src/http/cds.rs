@@ -292,7 +292,8 @@ pub async fn call(
 /// Feedback on cards (CDS Hooks 2.0 `feedback`).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct FeedbackBody {
-    /// One item per card and outcome.
+    /// One item per card and outcome, 1 to 100.
+    #[schema(min_items = 1, max_items = 100)]
     pub feedback: Vec<FeedbackItem>,
 }
 

@@ -77,6 +77,7 @@ pub async fn set_retriever(
 #[serde(deny_unknown_fields)]
 pub struct NewClinic {
     /// Display name, 1 to 200 characters, unique.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
 }
 

@@ -1,7 +1,7 @@
 //! The conversations `/ask` keeps: list, read, and a clinician's rating of
 //! an answer. Authorize, parse, call the store, render.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json as JsonResponse, Router};
@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::access::{self, PageQuery};
 use super::error::{Error, Result};
-use super::extract::Json;
+use super::extract::{Json, Query};
 use crate::auth::Principal;
 use crate::authz::Permission;
 use crate::db::audit::AuditEvent;
@@ -170,6 +170,7 @@ pub async fn conversation(
 #[serde(deny_unknown_fields)]
 pub struct FeedbackRequest {
     /// 1 (wrong or unsafe) to 5 (correct and useful).
+    #[schema(minimum = 1, maximum = 5)]
     pub rating: i64,
     /// Up to 2000 characters.
     #[serde(default)]

@@ -34,7 +34,7 @@ use super::{
         me::me, policies::read, policies::replace, policies::read_roles, policies::replace_roles,
     ),
     components(schemas(error::Problem)),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &SharedAnswers),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
@@ -58,6 +58,87 @@ impl utoipa::Modify for Bearer {
                 .and_then(|item| item.get.as_mut())
             {
                 get.security = Some(Vec::new());
+            }
+        }
+    }
+}
+
+/// Declares on every operation the answers the shared layers give, where
+/// the handler's annotation does not (a client generator and schemathesis
+/// should meet no undocumented status): 401, 403, 429 and 503 (the audit
+/// trail cannot be written) for every authenticated route, 404 where the
+/// path names something, 400/413/415/422 where a body or a query is read;
+/// every 4xx/5xx answers `application/problem+json`.
+struct SharedAnswers;
+
+impl utoipa::Modify for SharedAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let problem = || {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let public = PUBLIC.contains(&path.as_str());
+            for operation in [
+                item.get.as_mut(),
+                item.put.as_mut(),
+                item.post.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let queries = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Query);
+                let mut shared: Vec<(&str, &str)> = Vec::new();
+                if !public {
+                    shared.extend([
+                        ("401", "no valid credential"),
+                        ("403", "the caller's roles do not allow this"),
+                        ("429", "rate limited; see Retry-After"),
+                        (
+                            "503",
+                            "the audit trail cannot be written, so nothing was done",
+                        ),
+                    ]);
+                }
+                if path.contains('{') || queries {
+                    shared.push(("404", "not found, or not visible to the caller"));
+                }
+                if operation.request_body.is_some() {
+                    shared.extend([
+                        ("400", "malformed body"),
+                        ("413", "the body is too large"),
+                        ("415", "unsupported media type"),
+                        ("422", "invalid"),
+                    ]);
+                }
+                if queries {
+                    shared.extend([("400", "malformed query"), ("422", "invalid query")]);
+                }
+                let responses = &mut operation.responses.responses;
+                for (status, description) in shared {
+                    responses.entry(status.to_owned()).or_insert_with(|| {
+                        RefOr::T(ResponseBuilder::new().description(description).build())
+                    });
+                }
+                for (status, response) in responses.iter_mut() {
+                    if let RefOr::T(response) = response
+                        && !public
+                        && (status.starts_with('4') || status.starts_with('5'))
+                        && response.content.is_empty()
+                    {
+                        response
+                            .content
+                            .insert("application/problem+json".into(), problem());
+                    }
+                }
             }
         }
     }
@@ -101,6 +182,45 @@ mod tests {
                     public,
                     "{method} {path}"
                 );
+            }
+        }
+    }
+
+    /// Every operation documents the shared answers, each error as a
+    /// problem document.
+    #[test]
+    fn every_operation_documents_its_errors() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let responses = operation["responses"].as_object().unwrap();
+                let public = super::PUBLIC.contains(&path.as_str());
+                let mut wanted = Vec::new();
+                if !public {
+                    wanted.extend(["401", "403", "429"]);
+                }
+                if path.contains('{') {
+                    wanted.push("404");
+                }
+                if operation.get("requestBody").is_some() {
+                    wanted.extend(["400", "413", "415", "422"]);
+                }
+                for status in wanted {
+                    assert!(
+                        responses.contains_key(status),
+                        "{method} {path} lacks {status}"
+                    );
+                }
+                for (status, response) in responses {
+                    if !public && (status.starts_with('4') || status.starts_with('5')) {
+                        assert!(
+                            response["content"]
+                                .get("application/problem+json")
+                                .is_some(),
+                            "{method} {path} {status} is not a problem document"
+                        );
+                    }
+                }
             }
         }
     }

@@ -35,15 +35,19 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPatient {
-    /// Given name.
+    /// Given name, 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub given_name: String,
-    /// Family name.
+    /// Family name, 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub family_name: String,
     /// Date of birth, YYYY-MM-DD.
+    #[schema(format = Date)]
     pub birth_date: String,
     /// female, male, other or unknown.
     pub sex: String,
-    /// Medical record number, unique in the clinic.
+    /// Medical record number, unique in the clinic, 1 to 64 characters.
+    #[schema(min_length = 1, max_length = 64)]
     pub mrn: Option<String>,
 }
 
@@ -202,6 +206,7 @@ pub struct PatientQuery {
     /// Exact date of birth, YYYY-MM-DD.
     pub birth_date: Option<String>,
     /// Items per page, 1 to 500.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Cursor from the previous page.
     pub cursor: Option<String>,

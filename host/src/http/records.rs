@@ -55,6 +55,7 @@ pub struct RecordQuery {
     /// Effective before this date or date-time.
     pub until: Option<String>,
     /// Items per page, 1 to 500; default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,

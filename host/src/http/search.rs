@@ -28,8 +28,10 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     /// The question or phrase, 1 to 2000 characters.
+    #[schema(min_length = 1, max_length = 2000)]
     pub query: String,
     /// How many hits, 1 to 50; default 10.
+    #[schema(minimum = 1, maximum = 50)]
     pub limit: Option<u32>,
     /// Search mode; default hybrid. Searches the memory directly, without
     /// a retriever plugin.

@@ -35,10 +35,12 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// A label, 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// The clinic to bind it to; absent for platform-wide tokens.
     pub clinic: Option<Uuid>,
-    /// platform-admin, clinic-admin, clinician or auditor.
+    /// platform-admin, clinic-admin, clinician, auditor or cds-client.
+    #[schema(pattern = "^(platform-admin|clinic-admin|clinician|auditor|cds-client)$")]
     pub role: String,
     /// When it stops working (RFC 3339, in the future, within two years);
     /// absent: never.
@@ -74,7 +76,7 @@ pub async fn create(
     if !BUILTIN_ROLES.contains(&body.role.as_str()) {
         return Err(Error::invalid(
             "unknown_role",
-            "role must be platform-admin, clinic-admin, clinician or auditor",
+            "role must be platform-admin, clinic-admin, clinician, auditor or cds-client",
         ));
     }
     if let Some(at) = body.expires_at {
@@ -139,6 +141,7 @@ pub struct TokenQuery {
     /// token (platform admins).
     pub clinic: Option<String>,
     /// Items per page, 1 to 500; default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
