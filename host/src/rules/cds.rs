@@ -19,7 +19,7 @@ use crate::db::patients::Patient;
 use crate::plugins::clinical_rules::{
     ClinicalRecord, DraftOrder, Evaluation, HookContext, HookRequest,
 };
-use crate::plugins::{CallContext, CallFor, InstalledPlugin, Kind, ServiceInfo};
+use crate::plugins::{CallContext, CallFor, InstalledPlugin, ServiceInfo};
 
 /// The CDS Hooks specification this service implements (discovery's
 /// `version`).
@@ -127,18 +127,7 @@ impl Rules {
     /// stable order (plugin name, then the plugin's order).
     pub async fn offered(&self, clinic: Uuid) -> anyhow::Result<Vec<Offered>> {
         let mut offered = Vec::new();
-        let mut choices: Vec<_> = self
-            .plugins
-            .for_clinic(clinic)
-            .await?
-            .into_iter()
-            .filter(|c| c.enabled && c.plugin.kind == Kind::ClinicalRule.as_str())
-            .collect();
-        choices.sort_by(|a, b| a.plugin.name.cmp(&b.plugin.name));
-        for choice in choices {
-            let Some((plugin, context)) = self.plugins.loaded(&choice).await else {
-                continue;
-            };
+        for (plugin, context) in self.enabled(clinic).await? {
             for service in plugin
                 .info
                 .services

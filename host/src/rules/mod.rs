@@ -24,7 +24,7 @@ use crate::ingest::Arrival;
 use crate::plugins::clinical_rules::{
     Card, HookContext, HookRequest, Indicator, PatientContext, PatientRecord,
 };
-use crate::plugins::{CallFor, Kind, Plugins};
+use crate::plugins::{CallContext, CallFor, InstalledPlugin, Kind, Plugins};
 use crate::retrieval::wit_record;
 
 pub mod cds;
@@ -86,6 +86,27 @@ impl Rules {
         Rules { db, plugins }
     }
 
+    /// The clinic's enabled rule plugins that this instance can load, by
+    /// name, each with its call context.
+    async fn enabled(
+        &self,
+        clinic: Uuid,
+    ) -> anyhow::Result<Vec<(Arc<InstalledPlugin>, CallContext)>> {
+        let mut choices: Vec<_> = self
+            .plugins
+            .for_clinic(clinic)
+            .await?
+            .into_iter()
+            .filter(|c| c.enabled && c.plugin.kind == Kind::ClinicalRule.as_str())
+            .collect();
+        choices.sort_by(|a, b| a.plugin.name.cmp(&b.plugin.name));
+        let mut loaded = Vec::with_capacity(choices.len());
+        for choice in choices {
+            loaded.extend(self.plugins.loaded(&choice).await);
+        }
+        Ok(loaded)
+    }
+
     /// What a rule sees of a patient: their newest records (at most
     /// [`MAX_RECORDS`]) with ids, and those ids.
     async fn patient_context(
@@ -139,13 +160,7 @@ impl Rules {
         let Some(person) = self.db.patient(clinic, patient).await? else {
             return Ok((0, 0));
         };
-        let rules: Vec<_> = self
-            .plugins
-            .for_clinic(clinic)
-            .await?
-            .into_iter()
-            .filter(|c| c.enabled && c.plugin.kind == Kind::ClinicalRule.as_str())
-            .collect();
+        let rules = self.enabled(clinic).await?;
         if rules.is_empty() {
             return Ok((0, 0));
         }
@@ -156,10 +171,7 @@ impl Rules {
             request_id: None,
         };
         let (mut opened, mut resolved) = (0, 0);
-        for choice in rules {
-            let Some((plugin, ctx)) = self.plugins.loaded(&choice).await else {
-                continue;
-            };
+        for (plugin, ctx) in rules {
             for service in plugin
                 .info
                 .services
