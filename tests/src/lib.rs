@@ -504,6 +504,26 @@ impl TestServer {
             .to_owned()
     }
 
+    /// Installs the test plugin `component` as the platform admin and
+    /// enables it in `clinic`; returns the plugin's id.
+    pub async fn install_for(&self, component: &str, clinic: &str) -> String {
+        let (status, body) = self
+            .send_bytes("/plugins", &self.admin, crate::component(component))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let plugin = body["id"].as_str().expect("plugin id").to_owned();
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/clinics/{clinic}/plugins/{plugin}/enable"),
+                Some(&self.admin),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        plugin
+    }
+
     /// Searches a patient's memory; returns the hits.
     pub async fn search(
         &self,

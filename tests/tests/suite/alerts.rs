@@ -286,25 +286,8 @@ async fn a_misbehaving_rule_fails_alone() {
         ..Default::default()
     })
     .await;
-    let (status, body) = server
-        .send_bytes(
-            "/plugins",
-            &server.admin,
-            medmemory_tests::component("bad-rule"),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let plugin = body["id"].as_str().unwrap().to_owned();
     let clinic = server.create_clinic("Bad rules").await;
-    let (status, body) = server
-        .call(
-            Method::POST,
-            &format!("/clinics/{clinic}/plugins/{plugin}/enable"),
-            Some(&server.admin),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let plugin = server.install_for("bad-rule", &clinic).await;
     let token = server.clinic_token(&clinic, "clinician").await;
     for (n, mode) in ["loop", "trap", "garbage"].into_iter().enumerate() {
         let (status, body) = server

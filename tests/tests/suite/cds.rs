@@ -494,25 +494,8 @@ async fn conformance(server: &TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_prefetch_is_412_and_a_bad_rule_answers_no_cards() {
     let server = TestServer::start().await;
-    let (status, body) = server
-        .send_bytes(
-            "/plugins",
-            &server.admin,
-            medmemory_tests::component("bad-rule"),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let plugin = body["id"].as_str().unwrap().to_owned();
     let clinic = server.create_clinic("Coverage").await;
-    let (status, body) = server
-        .call(
-            Method::POST,
-            &format!("/clinics/{clinic}/plugins/{plugin}/enable"),
-            Some(&server.admin),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let plugin = server.install_for("bad-rule", &clinic).await;
     let token = server.clinic_token(&clinic, "clinician").await;
     let patient = server.create_patient(&token, &clinic, "Cy", "Cover").await;
     let url = server.api(&format!("/clinics/{clinic}/cds-services/needs-coverage"));
