@@ -78,6 +78,9 @@ pub struct Evidence {
     pub span_start: i64,
     /// End of the source span (exclusive).
     pub span_end: i64,
+    /// Why the clinic's retriever plugin ranked it here, for the clinician;
+    /// null for the built-in search.
+    pub explanation: Option<String>,
 }
 
 /// Why a search failed.
@@ -254,6 +257,7 @@ impl Memory {
                     similarity: cosine.get(&chunk.id).copied(),
                     span_start: chunk.span_start,
                     span_end: chunk.span_end,
+                    explanation: None,
                 })
             })
             .collect())

@@ -71,8 +71,6 @@ pub struct Found {
     pub evidence: Evidence,
     /// The record, when the retriever ranked a record.
     pub record: Option<Record>,
-    /// Why the retriever ranked it here.
-    pub explanation: Option<String>,
 }
 
 /// What a retriever found, best first.
@@ -233,7 +231,6 @@ impl Retrieval {
                 .map(|evidence| Found {
                     evidence,
                     record: None,
-                    explanation: None,
                 })
                 .collect(),
         })
@@ -308,9 +305,14 @@ impl Retrieval {
                     similarity: None,
                     span_start: chunk.span_start,
                     span_end: chunk.span_end,
+                    explanation: r
+                        .explanation
+                        .as_deref()
+                        .map(str::trim)
+                        .filter(|e| !e.is_empty())
+                        .map(|e| e.chars().take(500).collect()),
                 },
                 record,
-                explanation: r.explanation.clone(),
             });
         }
         found.truncate(request.limit);

@@ -218,6 +218,13 @@ async fn records_first(server: &TestServer) {
         (200, Some("records-first")),
         "{body}"
     );
+    // The retriever's reason for each hit reaches the clinician.
+    assert!(
+        body["items"][0]["explanation"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
     assert!(
         body["items"][0]["text"]
             .as_str()
