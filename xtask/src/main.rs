@@ -9,6 +9,8 @@
 //! - `plugin new <parser|clinical-rule|retriever> <name> [--dir DIR]` scaffold
 //!   a working plugin with a test (in `plugins/<name>` unless `--dir`)
 //! - `serve`   setup, then run the server with the embedded defaults
+//! - `schemathesis [ARGS]` setup, then schemathesis over `/openapi.json` of a
+//!   fresh server, as a platform admin and as a clinician
 //! - `test`    setup, then run every check and test CI runs
 //! - `bench plugins` instantiate + parse cost of 1 KB and 1 MB documents
 //!   (median, p99), compile and cached-load times
@@ -21,6 +23,7 @@
 mod bench;
 mod plugins;
 mod scaffold;
+mod schemathesis;
 mod setup;
 mod test;
 
@@ -47,6 +50,9 @@ fn main() -> ExitCode {
             .and_then(|()| setup::s3_server())
             .and_then(|()| test::test(&root)),
         Some("plugin") => scaffold::plugin_command(&root, &args[1..]),
+        Some("schemathesis") => {
+            setup::setup(&root).and_then(|()| schemathesis::schemathesis(&root, &args[1..]))
+        }
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("plugins") => {
                 setup::setup(&root).and_then(|()| bench::bench_plugins(&root))
@@ -66,7 +72,7 @@ fn main() -> ExitCode {
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|models|plugins|build|serve|test|plugin new|bench plugins|bench memory|bench answers|bench rules|bench authz|bench golden>"
+                "usage: cargo xtask <setup|models|plugins|build|serve|test|plugin new|bench plugins|bench memory|bench answers|bench rules|bench authz|bench golden|schemathesis>"
             );
             return ExitCode::from(2);
         }
