@@ -34,11 +34,14 @@ pub fn router() -> Router<AppState> {
 
 /// Filters of an alert list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AlertQuery {
     /// `open`, `acknowledged`, `resolved` or `overridden`.
+    #[param(pattern = "^(open|acknowledged|resolved|overridden)$")]
     pub status: Option<String>,
     /// `info`, `warning` or `critical`.
+    #[param(pattern = "^(info|warning|critical)$")]
     pub indicator: Option<String>,
     /// Only alerts changed at or after this date or date-time.
     pub since: Option<String>,

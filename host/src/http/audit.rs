@@ -30,6 +30,9 @@ pub struct AuditQuery {
     /// Only this actor (e.g. `token:<id>`).
     pub actor: Option<String>,
     /// Only entries about this patient.
+    #[param(
+        pattern = r"^$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub patient: Option<String>,
     /// Only this action (e.g. `read`, `erase`).
     pub action: Option<String>,
@@ -41,6 +44,7 @@ pub struct AuditQuery {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{0,18}$")]
     pub cursor: Option<String>,
 }
 
@@ -77,7 +81,7 @@ pub async fn list(
             Error::bad_request("invalid_cursor", "the cursor is not one we issued")
         })?),
     };
-    let patient = match &query.patient {
+    let patient = match query.patient.as_deref().filter(|p| !p.is_empty()) {
         None => None,
         Some(p) => Some(
             p.parse()

@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct ClientRegistration {
     /// For admins, 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// The `iss` of its JWTs, an absolute URI.
     pub issuer: String,

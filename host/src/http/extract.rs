@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 
 use super::error::Error;
 
-/// A JSON request body; malformed JSON is 400, a wrong shape is 422.
+/// A JSON request body: malformed JSON is 400; anything but an object, or
+/// an object of the wrong shape, is 422.
 pub struct Json<T>(pub T);
 
 impl<S, T> FromRequest<S> for Json<T>
@@ -21,8 +22,17 @@ where
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
+        // Every body is a JSON object: serde would also read a struct from
+        // an array of its fields (`[]` as an empty policy), so anything else
+        // is refused before it is read into `T`.
+        match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) if !value.is_object() => Err(Error::invalid(
+                "invalid_body",
+                "the body must be a JSON object",
+            )),
+            Ok(axum::Json(value)) => serde_json::from_value::<T>(value)
+                .map(Json)
+                .map_err(|e| Error::invalid("invalid_body", format!("invalid body: {e}"))),
             Err(JsonRejection::JsonSyntaxError(e)) => {
                 Err(Error::bad_request("malformed_json", e.body_text()))
             }

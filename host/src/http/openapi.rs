@@ -225,6 +225,26 @@ mod tests {
         }
     }
 
+    /// A parameter documented as in the path is one of the path's
+    /// `{names}`.
+    #[test]
+    fn path_parameters_are_in_the_path() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                for p in operation["parameters"].as_array().into_iter().flatten() {
+                    if p["in"] == "path" {
+                        let name = p["name"].as_str().unwrap();
+                        assert!(
+                            path.contains(&format!("{{{name}}}")),
+                            "{method} {path}: `{name}` is not in the path"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// The router's routes, read from the `.route(...)` calls of every file in
     /// `http/`: `(METHOD, path)` with the `/api/v1` prefix where it applies.
     fn routes_in_source() -> BTreeSet<(String, String)> {

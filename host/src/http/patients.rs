@@ -45,6 +45,7 @@ pub struct NewPatient {
     #[schema(format = Date)]
     pub birth_date: String,
     /// female, male, other or unknown.
+    #[schema(pattern = "^(female|male|other|unknown)$")]
     pub sex: String,
     /// Medical record number, unique in the clinic, 1 to 64 characters.
     #[schema(min_length = 1, max_length = 64)]
@@ -62,6 +63,7 @@ pub struct PatientChanges {
     /// Date of birth, YYYY-MM-DD.
     pub birth_date: Option<String>,
     /// female, male, other or unknown.
+    #[schema(pattern = "^(female|male|other|unknown)$")]
     pub sex: Option<String>,
     /// Medical record number.
     #[serde(default, with = "double_option")]
@@ -204,11 +206,15 @@ pub struct PatientQuery {
     /// Prefix of the family name, given name or MRN.
     pub q: Option<String>,
     /// Exact date of birth, YYYY-MM-DD.
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub birth_date: Option<String>,
     /// Items per page, 1 to 500.
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Cursor from the previous page.
+    #[param(
+        pattern = r"^$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub cursor: Option<String>,
 }
 

@@ -120,6 +120,31 @@ async fn bad_uploads_and_bodies_change_nothing() {
         .await;
     assert_problem(status, &body, 422, "invalid_body");
 
+    // serde reads a struct from an array of its fields too: `[]` would be an
+    // empty policy (every custom role and grant gone) if it were accepted.
+    for (method, path, body) in [
+        (
+            Method::PUT,
+            format!("/clinics/{clinic}/policies"),
+            serde_json::json!([]),
+        ),
+        (
+            Method::POST,
+            format!("/clinics/{clinic}/patients"),
+            serde_json::json!(["Kari", "N", "1990-01-01", "female", null]),
+        ),
+        (
+            Method::POST,
+            "/clinics".to_owned(),
+            serde_json::json!("Clinic"),
+        ),
+    ] {
+        let (status, body) = server
+            .call(method, &path, Some(&server.admin), Some(body))
+            .await;
+        assert_problem(status, &body, 422, "invalid_body");
+    }
+
     assert_eq!(
         row_counts(&server).await,
         before,
