@@ -69,7 +69,8 @@ pub fn schemathesis(root: &Path, extra: &[String]) -> Result {
         .env("MEDMEMORY_RATE_LIMIT_PER_MINUTE", "10000000")
         .env("MEDMEMORY_RATE_LIMIT_ADDRESS_PER_MINUTE", "10000000")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // Its log (no PHI; errors with their request ids) for what fails.
+        .stderr(fs::File::create(data.join("server.log")).map_err(|e| e.to_string())?)
         .spawn()
         .map_err(|e| e.to_string())?;
     let result = (|| {
@@ -103,7 +104,9 @@ pub fn schemathesis(root: &Path, extra: &[String]) -> Result {
         let mut failed = Vec::new();
         for (who, token) in [("platform admin", &admin), ("clinician", &clinician)] {
             eprintln!("xtask: schemathesis as the {who}");
+            // Its cache and reports go to the scratch folder, not the checkout.
             let ok = Command::new(&st)
+                .current_dir(&data)
                 .args(["run", &format!("{base}/openapi.json"), "--checks", "all"])
                 .args(["--workers", "2", "--max-examples", "10"])
                 .args(["--exclude-operation-id", "revoke"])

@@ -153,6 +153,12 @@ impl Unique {
     ];
 }
 
+/// Whether `err` is a foreign-key violation: a row it names is gone, e.g. a
+/// patient erased while a request about them was being served.
+pub fn foreign_key_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_foreign_key_violation())
+}
+
 /// Which known unique constraint `err` violated, if it is such a violation.
 pub fn unique_violation(err: &sqlx::Error) -> Option<Unique> {
     let sqlx::Error::Database(db) = err else {

@@ -35,7 +35,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-pub use dialect::{Unique, WritePool, WriteTx, unique_violation};
+pub use dialect::{Unique, WritePool, WriteTx, foreign_key_violation, unique_violation};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of `$db`.
 ///

@@ -56,6 +56,7 @@ fn with_retry_after(error: Error, after: Duration) -> Response {
 fn ask_problem(e: AskError) -> (Error, Option<Duration>) {
     match e {
         AskError::ConversationNotFound => (Error::not_found("conversation_not_found"), None),
+        AskError::PatientGone => (Error::not_found("patient_not_found"), None),
         AskError::Retrieval(e) => (super::search::retrieve_problem(e), None),
         AskError::QuotaExceeded { retry_after } => (
             Error::problem(

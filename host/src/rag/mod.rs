@@ -145,6 +145,9 @@ pub enum AskError {
     /// The conversation is not this patient's (or does not exist).
     #[error("no such conversation")]
     ConversationNotFound,
+    /// The patient was erased while the question was being answered.
+    #[error("the patient is gone")]
+    PatientGone,
     /// The clinic spent its token quota for the hour.
     #[error("the clinic's answer quota is spent for now")]
     QuotaExceeded { retry_after: Duration },

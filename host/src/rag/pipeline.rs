@@ -376,11 +376,18 @@ impl Rag {
             })
             .to_string(),
         );
-        if !self
+        let saved = self
             .db
             .save_message(q.clinic, q.patient, &message, &event)
-            .await?
-        {
+            .await
+            .map_err(|e| {
+                if crate::db::foreign_key_violation(&e) {
+                    AskError::PatientGone
+                } else {
+                    AskError::Internal(e.into())
+                }
+            })?;
+        if !saved {
             return Err(AskError::ConversationNotFound);
         }
         Ok(())

@@ -4,14 +4,16 @@
 use std::collections::HashSet;
 
 use chrono::NaiveDate;
+use medmemory::db::audit::AuditEvent;
 use medmemory::db::chunks::Chunk;
+use medmemory::db::conversations::NewMessage;
 use medmemory::db::documents::NewDocument;
 use medmemory::db::jobs::Claim;
 use medmemory::db::patients::{PatientFields, PatientFilter};
 use medmemory::db::records::{
     Coding, NewRecord, Provenance, RecordFields, RecordFilter, RecordKind, Value,
 };
-use medmemory::db::{Db, Unique, unique_violation};
+use medmemory::db::{Db, Unique, foreign_key_violation, unique_violation};
 use medmemory_tests::{PgDatabase, postgres_url, repo_root};
 
 fn fields(given: &str, mrn: Option<&str>) -> PatientFields {
@@ -358,6 +360,34 @@ async fn exercise(db: &Db) {
     // Soft delete hides the patient.
     assert!(db.soft_delete_patient(a.id, pa.id).await.unwrap());
     assert_eq!(db.patient(a.id, pa.id).await.unwrap(), None);
+
+    // An answer stored for a patient erased while it was being written is a
+    // foreign-key violation, which `/ask` answers with 404, not a 500.
+    let gone = db
+        .create_patient(a.id, &fields("Gone", None))
+        .await
+        .unwrap();
+    db.erase_patient(a.id, gone.id, "test", None).await.unwrap();
+    let message = NewMessage {
+        id: medmemory::db::new_id(),
+        conversation_id: medmemory::db::new_id(),
+        asked_by: "test".into(),
+        question: "q".into(),
+        answer: "a".into(),
+        refused: false,
+        outcome: "extractive".into(),
+        citations: "[]".into(),
+        model: String::new(),
+        retriever: "hybrid".into(),
+        prompt_tokens: 0,
+        completion_tokens: 0,
+    };
+    let audit = AuditEvent::now("test", "memory", "ask", "succeeded");
+    let err = db
+        .save_message(a.id, gone.id, &message, &audit)
+        .await
+        .unwrap_err();
+    assert!(foreign_key_violation(&err), "{err}");
 }
 
 #[tokio::test]
