@@ -352,19 +352,23 @@ impl Db {
 
     /// The clinic's cards with these ids, as feedback may name them.
     pub async fn cds_cards(&self, clinic: Uuid, ids: &[Uuid]) -> sqlx::Result<Vec<CardOwner>> {
-        let mut found = Vec::new();
-        for id in ids {
-            let row: Option<CardOwner> = on_pool!(self, pool => {
-                sqlx::query_as(
-                    "SELECT id, patient_id, service_id, suggestions FROM cds_cards
-                     WHERE clinic_id = $1 AND id = $2",
-                )
-                .bind(clinic)
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
+        let mut found = Vec::with_capacity(ids.len());
+        // Small batches keep the statement portable (no array binds in SQLite).
+        for batch in ids.chunks(64) {
+            let marks: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT id, patient_id, service_id, suggestions FROM cds_cards
+                 WHERE clinic_id = $1 AND id IN ({})",
+                marks.join(", ")
+            );
+            let rows: Vec<CardOwner> = on_pool!(self, pool => {
+                let mut query = sqlx::query_as(AssertSqlSafe(sql)).bind(clinic);
+                for id in batch {
+                    query = query.bind(*id);
+                }
+                query.fetch_all(pool).await?
             });
-            found.extend(row);
+            found.extend(rows);
         }
         Ok(found)
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::{Rules, raised};
+use super::{ARRIVAL_ONLY, Rules, raised};
 use crate::db::alerts::RuleRun;
 use crate::db::cds::IssuedCard;
 use crate::db::patients::Patient;
@@ -24,10 +24,6 @@ use crate::plugins::{CallContext, CallFor, InstalledPlugin, ServiceInfo};
 /// The CDS Hooks specification this service implements (discovery's
 /// `version`).
 pub const SPEC_VERSION: &str = "2.0.1";
-
-/// The hook of services that run on arrival only and are not offered to
-/// CDS clients.
-const ARRIVAL_ONLY: &str = "medmemory-ingest";
 
 /// FHIR resource types the patient's memory can answer a prefetch query
 /// for (the records the parsers keep).

@@ -31,7 +31,10 @@ pub mod cds;
 pub mod wire;
 
 /// The hooks whose services run when records arrive.
-const ARRIVAL_HOOKS: [&str; 2] = ["patient-view", "medmemory-ingest"];
+const ARRIVAL_HOOKS: [&str; 2] = ["patient-view", ARRIVAL_ONLY];
+/// The hook of services that run on arrival only (never offered to CDS
+/// clients).
+const ARRIVAL_ONLY: &str = "medmemory-ingest";
 /// Records of a patient a rule sees at most, newest first.
 const MAX_RECORDS: usize = 2000;
 

@@ -4,8 +4,9 @@
 
 use serde_json::{Map, Value, json};
 
+use super::indicator;
 use crate::plugins::clinical_rules::{
-    Action, ActionType, Card, Evaluation, Indicator, LinkType, SelectionBehavior,
+    Action, ActionType, Card, Evaluation, LinkType, SelectionBehavior,
 };
 use crate::plugins::types::Coding;
 
@@ -43,14 +44,6 @@ fn coding(c: &Coding) -> Value {
     o.insert("code".into(), c.code.clone().into());
     put(&mut o, "display", c.display.clone().map(Value::from));
     Value::Object(o)
-}
-
-fn indicator(i: Indicator) -> &'static str {
-    match i {
-        Indicator::Info => "info",
-        Indicator::Warning => "warning",
-        Indicator::Critical => "critical",
-    }
 }
 
 /// One card.
@@ -171,7 +164,7 @@ pub fn service(id: &str, s: &crate::plugins::ServiceInfo) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::clinical_rules::{CardSource, Link, Suggestion};
+    use crate::plugins::clinical_rules::{CardSource, Indicator, Link, Suggestion};
 
     #[test]
     fn optional_attributes_are_omitted_not_null() {
