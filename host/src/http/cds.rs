@@ -79,16 +79,12 @@ impl FromRequestParts<AppState> for CdsCaller {
                 format!("http://{host}")
             }
         };
-        let secret = super::principal::bearer(&parts.headers)?;
+        let secret = super::principal::credential(parts)?;
         let mut principal = state
             .auth
             .authenticate_cds(clinic, &format!("{base}{path}"), secret)
             .await?;
-        principal.request_id = parts
-            .extensions
-            .get::<tower_http::request_id::RequestId>()
-            .and_then(|id| id.header_value().to_str().ok())
-            .map(str::to_owned);
+        principal.request_id = super::principal::request_id(parts);
         Ok(CdsCaller(principal))
     }
 }

@@ -50,21 +50,31 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if token_in_query(parts.uri.query()) {
-            return Err(Error::unauthenticated(
-                "token_in_query",
-                "send credentials in the Authorization header, never in the URL",
-            ));
-        }
-        let secret = bearer(&parts.headers)?;
-        let mut principal = state.auth.authenticate(secret).await?;
-        principal.request_id = parts
-            .extensions
-            .get::<tower_http::request_id::RequestId>()
-            .and_then(|id| id.header_value().to_str().ok())
-            .map(str::to_owned);
+        let mut principal = state.auth.authenticate(credential(parts)?).await?;
+        principal.request_id = request_id(parts);
         Ok(principal)
     }
+}
+
+/// The bearer credential of a request, from the `Authorization` header;
+/// one sent in the query string is refused.
+pub(super) fn credential(parts: &Parts) -> Result<&str, Error> {
+    if token_in_query(parts.uri.query()) {
+        return Err(Error::unauthenticated(
+            "token_in_query",
+            "send credentials in the Authorization header, never in the URL",
+        ));
+    }
+    bearer(&parts.headers)
+}
+
+/// The id of the request being served, for the audit trail.
+pub(super) fn request_id(parts: &Parts) -> Option<String> {
+    parts
+        .extensions
+        .get::<tower_http::request_id::RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Whether the query string carries a credential (`access_token=`, RFC 6750 §2.3).
