@@ -74,6 +74,17 @@ impl Evaluation {
 }
 
 impl PatientContext {
+    /// A patient with only these records and no demographics: what a rule's
+    /// unit tests hand it.
+    pub fn of(records: Vec<PatientRecord>) -> PatientContext {
+        PatientContext {
+            id: "p".into(),
+            birth_date: None,
+            sex: None,
+            records,
+        }
+    }
+
     /// The newest record carrying any of `codes` in `system`.
     pub fn latest_of(&self, system: &str, codes: &[&str]) -> Option<&PatientRecord> {
         self.records

@@ -105,15 +105,6 @@ mod tests {
         }
     }
 
-    fn patient(records: Vec<PatientRecord>) -> PatientContext {
-        PatientContext {
-            id: "p".into(),
-            birth_date: None,
-            sex: None,
-            records,
-        }
-    }
-
     #[test]
     fn an_ace_inhibitor_with_a_cough_suggests_an_arb() {
         let on_ace = || {
@@ -125,15 +116,15 @@ mod tests {
             )
         };
         let cough = || record("c", RecordKind::Condition, "Dry cough", Some("active"));
-        let cards = check(&patient(vec![on_ace(), cough()]));
+        let cards = check(&PatientContext::of(vec![on_ace(), cough()]));
         assert_eq!(cards.len(), 1);
         assert_eq!(cards[0].indicator, Indicator::Info);
         assert_eq!(cards[0].evidence, ["ace", "c"]);
-        assert!(check(&patient(vec![on_ace()])).is_empty());
-        assert!(check(&patient(vec![cough()])).is_empty());
+        assert!(check(&PatientContext::of(vec![on_ace()])).is_empty());
+        assert!(check(&PatientContext::of(vec![cough()])).is_empty());
         let stopped = record("ace", RecordKind::Medication, "Lisinopril", Some("stopped"));
-        assert!(check(&patient(vec![stopped, cough()])).is_empty());
+        assert!(check(&PatientContext::of(vec![stopped, cough()])).is_empty());
         let resolved = record("c", RecordKind::Condition, "Cough", Some("resolved"));
-        assert!(check(&patient(vec![on_ace(), resolved])).is_empty());
+        assert!(check(&PatientContext::of(vec![on_ace(), resolved])).is_empty());
     }
 }

@@ -181,21 +181,12 @@ mod tests {
         ]
     }
 
-    fn patient(records: Vec<PatientRecord>) -> PatientContext {
-        PatientContext {
-            id: "p".into(),
-            birth_date: None,
-            sex: None,
-            records,
-        }
-    }
-
     #[test]
     fn two_raised_readings_in_a_row_raise_a_card() {
         let mut records = reading(1, "2024-01-01", 128.0, 80.0);
         records.extend(reading(2, "2024-02-01", 150.0, 85.0));
         records.extend(reading(3, "2024-03-01", 138.0, 92.0));
-        let cards = check(&patient(records), (140.0, 90.0));
+        let cards = check(&PatientContext::of(records), (140.0, 90.0));
         assert_eq!(cards.len(), 1);
         assert_eq!(cards[0].indicator, Indicator::Info);
         assert_eq!(cards[0].evidence, ["s3", "d3", "s2", "d2"]);
@@ -213,10 +204,10 @@ mod tests {
         let mut records = reading(1, "2024-01-01", 160.0, 100.0);
         records.extend(reading(2, "2024-02-01", 150.0, 95.0));
         records.extend(reading(3, "2024-03-01", 128.0, 78.0));
-        assert!(check(&patient(records), (140.0, 90.0)).is_empty());
+        assert!(check(&PatientContext::of(records), (140.0, 90.0)).is_empty());
         assert!(
             check(
-                &patient(reading(1, "2024-01-01", 160.0, 100.0)),
+                &PatientContext::of(reading(1, "2024-01-01", 160.0, 100.0)),
                 (140.0, 90.0)
             )
             .is_empty()
@@ -234,7 +225,7 @@ mod tests {
             obs("a", "85354-9", "2024-01-01", text("152/96")),
             obs("b", "85354-9", "2024-02-01", text("145 / 88 mmHg")),
         ];
-        assert_eq!(check(&patient(records), (140.0, 90.0)).len(), 1);
+        assert_eq!(check(&PatientContext::of(records), (140.0, 90.0)).len(), 1);
         assert_eq!(pair("120/80"), Some((120.0, 80.0)));
         assert_eq!(pair("high"), None);
     }

@@ -158,19 +158,10 @@ mod tests {
         record("dm", r)
     }
 
-    fn patient(records: Vec<PatientRecord>) -> PatientContext {
-        PatientContext {
-            id: "p".into(),
-            birth_date: None,
-            sex: None,
-            records,
-        }
-    }
-
     #[test]
     fn a_latest_hba1c_at_the_goal_warns() {
         let today = epoch_day("2024-06-01").unwrap();
-        let p = patient(vec![
+        let p = PatientContext::of(vec![
             hba1c("old", "2023-01-01", 10.1),
             hba1c("new", "2024-05-01", 9.4),
         ]);
@@ -186,7 +177,7 @@ mod tests {
             check(&p, 10.0, (today, 6.0)).is_empty(),
             "a clinic's own goal"
         );
-        let improved = patient(vec![
+        let improved = PatientContext::of(vec![
             hba1c("a", "2023-01-01", 10.1),
             hba1c("b", "2024-05-01", 7.0),
         ]);
@@ -196,12 +187,12 @@ mod tests {
     #[test]
     fn diabetes_without_a_recent_hba1c_is_overdue() {
         let today = epoch_day("2024-06-01").unwrap();
-        let overdue = patient(vec![diabetes(), hba1c("a", "2023-10-01", 7.0)]);
+        let overdue = PatientContext::of(vec![diabetes(), hba1c("a", "2023-10-01", 7.0)]);
         let cards = check(&overdue, 9.0, (today, 6.0));
         assert_eq!(cards.len(), 1);
         assert_eq!(cards[0].indicator, Indicator::Info);
         assert_eq!(cards[0].evidence, ["dm", "a"]);
-        let never = patient(vec![diabetes()]);
+        let never = PatientContext::of(vec![diabetes()]);
         assert!(
             check(&never, 9.0, (today, 6.0))[0]
                 .detail
@@ -209,11 +200,11 @@ mod tests {
                 .unwrap()
                 .contains("missing")
         );
-        let recent = patient(vec![diabetes(), hba1c("a", "2024-04-01", 7.0)]);
+        let recent = PatientContext::of(vec![diabetes(), hba1c("a", "2024-04-01", 7.0)]);
         assert!(check(&recent, 9.0, (today, 6.0)).is_empty());
         assert!(
             check(
-                &patient(vec![hba1c("a", "2020-01-01", 6.0)]),
+                &PatientContext::of(vec![hba1c("a", "2020-01-01", 6.0)]),
                 9.0,
                 (today, 6.0)
             )
