@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use medmemory::app::App;
 use medmemory::config::Settings;
 use medmemory::db::new_id;
-use medmemory::db::patients::PatientFields;
 use medmemory::db::records::{Detail, NewRecord, Provenance, RecordFields, RecordKind};
 use medmemory::ingest::pipeline::Origin;
 use medmemory::rag::{Event, Question};
@@ -94,21 +93,8 @@ pub async fn run(models: &Path, plugins: &Path, rounds: usize) -> anyhow::Result
         app.engines.models.load_llm(models.to_path_buf()).await,
         "the generator did not load"
     );
-    let clinic = app.db().create_clinic("Bench").await?.id;
-    let patient = app
-        .db()
-        .create_patient(
-            clinic,
-            &PatientFields {
-                given_name: "Ada".into(),
-                family_name: "Bench".into(),
-                birth_date: "1960-01-01".parse()?,
-                sex: "female".into(),
-                mrn: None,
-            },
-        )
-        .await?
-        .id;
+    let (clinic, patient) = crate::bench_patient(&app).await?;
+    let patient = patient.id;
     let origin = Origin {
         clinic,
         patient,

@@ -156,6 +156,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// A clinic named `Bench` with one patient, Ada Bench, in `app`'s store.
+async fn bench_patient(
+    app: &medmemory::app::App,
+) -> anyhow::Result<(uuid::Uuid, medmemory::db::patients::Patient)> {
+    let clinic = app.db().create_clinic("Bench").await?.id;
+    let patient = app
+        .db()
+        .create_patient(
+            clinic,
+            &medmemory::db::patients::PatientFields {
+                given_name: "Ada".into(),
+                family_name: "Bench".into(),
+                birth_date: "1960-01-01".parse()?,
+                sex: "female".into(),
+                mrn: Some("BENCH-1".into()),
+            },
+        )
+        .await?;
+    Ok((clinic, patient))
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use medmemory::app::App;
 use medmemory::config::Settings;
 use medmemory::db::new_id;
-use medmemory::db::patients::PatientFields;
 use medmemory::db::records::{Coding, NewRecord, Provenance, RecordFields, RecordKind, Value};
 use medmemory::ingest::Arrival;
 use medmemory::plugins::CallFor;
@@ -127,20 +126,7 @@ pub async fn run(plugins: &std::path::Path, records: usize, rounds: usize) -> an
     };
     let deadline = Duration::from_millis(settings.cds_deadline_ms);
     let app = App::build(settings).await?;
-    let clinic = app.db().create_clinic("Bench").await?.id;
-    let patient = app
-        .db()
-        .create_patient(
-            clinic,
-            &PatientFields {
-                given_name: "Ada".into(),
-                family_name: "Bench".into(),
-                birth_date: "1960-01-01".parse()?,
-                sex: "female".into(),
-                mrn: Some("BENCH-1".into()),
-            },
-        )
-        .await?;
+    let (clinic, patient) = crate::bench_patient(&app).await?;
     let history = history(records);
     app.db()
         .add_records(clinic, patient.id, &history, &[])
