@@ -5,6 +5,7 @@
 mod answers;
 mod ask;
 mod authz;
+mod load;
 mod memory;
 mod rules;
 
@@ -78,6 +79,34 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         rounds: usize,
     },
+    /// The real server under concurrent clients: throughput, p50/p99 per
+    /// route, statuses, RSS.
+    Load {
+        /// The `medmemory` binary.
+        #[arg(long)]
+        server: PathBuf,
+        /// The models folder (`data/models`).
+        #[arg(long)]
+        models: PathBuf,
+        /// The first-party plugins folder (`data/plugins`).
+        #[arg(long)]
+        plugins: PathBuf,
+        /// The samples folder (`tests/samples`).
+        #[arg(long)]
+        samples: PathBuf,
+        /// A scratch folder for the server's data.
+        #[arg(long)]
+        scratch: PathBuf,
+        /// Concurrent clients, each with its own clinician token.
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        /// How long the load lasts.
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+        /// Leave `/ask` out (and the local model unloaded).
+        #[arg(long)]
+        no_ask: bool,
+    },
     /// casbin enforce() cost and enforcer rebuilds.
     Authz {
         /// Role assignments to load.
@@ -145,6 +174,28 @@ fn main() -> ExitCode {
                 plugins,
                 rounds,
             } => ask::run(&models, &plugins, rounds).await,
+            Command::Load {
+                server,
+                models,
+                plugins,
+                samples,
+                scratch,
+                clients,
+                seconds,
+                no_ask,
+            } => {
+                let options = load::Options {
+                    server,
+                    models,
+                    plugins,
+                    samples,
+                    scratch,
+                    clients,
+                    seconds,
+                    ask: !no_ask,
+                };
+                load::run(&options).await
+            }
         }
     });
     match result {

@@ -41,6 +41,33 @@ enum Command {
         #[arg(long)]
         clinic: Option<uuid::Uuid>,
     },
+    /// Back up the database, the vectors, the blobs and the installed
+    /// plugins into a new folder, while the servers run; or verify a backup.
+    Backup(BackupArgs),
+    /// Replace the database, the vectors and the blobs by a backup. Stop
+    /// every server using them first.
+    Restore {
+        /// The backup folder.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BackupArgs {
+    #[command(subcommand)]
+    command: Option<BackupCommand>,
+    /// The folder to create (it must be missing or empty).
+    dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Check every file of a backup against its manifest.
+    Verify {
+        /// The backup folder.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -153,6 +180,20 @@ fn main() -> ExitCode {
             }
             Command::Plugin(PluginCommand::List) => list_plugins(settings).await,
             Command::Reindex { clinic } => reindex(settings, clinic).await,
+            Command::Backup(BackupArgs {
+                command: Some(BackupCommand::Verify { dir }),
+                ..
+            }) => medmemory::cli::backup::verify_command(&dir).await,
+            Command::Backup(BackupArgs {
+                dir: Some(dir),
+                command: None,
+            }) => medmemory::cli::backup::backup_command(&settings, &dir).await,
+            Command::Backup(_) => Err(anyhow::anyhow!(
+                "give a folder to create, or `verify` and a backup folder"
+            )),
+            Command::Restore { dir } => {
+                medmemory::cli::backup::restore_command(&settings, &dir).await
+            }
             // Plugin calls block (WASI's sync bindings enter the runtime), so
             // they run on a blocking thread, as the server runs them.
             Command::Plugin(PluginCommand::Run(args)) => tokio::task::spawn_blocking(move || {

@@ -151,6 +151,31 @@ pub fn bench_authz(root: &Path, extra: &[String]) -> Result {
 
 /// `bench rules`: CDS Hooks call and alerts-on-arrival latency with every
 /// first-party rule, for a patient with 500 records (`--records N`).
+/// The real binary on loopback under 100 clients for 5 minutes (see
+/// `bench/src/load.rs`); its data folder is removed after.
+pub fn bench_load(root: &Path, extra: &[String]) -> Result {
+    build()?;
+    let target = target_dir(root);
+    let scratch = target.join("bench-load");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let result = run(Command::new(target.join("debug/medmemory-bench"))
+        .arg("load")
+        .arg("--server")
+        .arg(target.join("debug/medmemory"))
+        .arg("--models")
+        .arg(root.join("data/models"))
+        .arg("--plugins")
+        .arg(root.join("data/plugins"))
+        .arg("--samples")
+        .arg(root.join("tests/samples"))
+        .arg("--scratch")
+        .arg(&scratch)
+        .args(extra)
+        .env("MEDMEMORY_LOG", "warn"));
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
 pub fn bench_rules(root: &Path, extra: &[String]) -> Result {
     build()?;
     let binary = target_dir(root).join("debug/medmemory-bench");

@@ -11,16 +11,21 @@
 //! - `serve`   setup, then run the server with the embedded defaults
 //! - `schemathesis [ARGS]` setup, then schemathesis over `/openapi.json` of a
 //!   fresh server, as a platform admin and as a clinician
+//! - `fuzz [--seconds N] [--replay] [--cmin] [TARGET...]` libFuzzer over the
+//!   upload sniffer and each first-party parser (`fuzz/`)
 //! - `test`    setup, then run every check and test CI runs
 //! - `bench plugins` instantiate + parse cost of 1 KB and 1 MB documents
 //!   (median, p99), compile and cached-load times
 //! - `bench memory` embedding, ingest and search figures
+//! - `bench load [--clients N] [--seconds S] [--no-ask]` the real binary under
+//!   concurrent clients: throughput, p50/p99 per route, statuses, RSS
 //! - `bench authz` casbin enforce() cost and enforcer rebuilds at 10k
 //!   role assignments
 //!
 //! It uses only std and shells out to cargo, rustup, python3, npm and apt-get.
 
 mod bench;
+mod fuzz;
 mod plugins;
 mod scaffold;
 mod schemathesis;
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
             .and_then(|()| setup::s3_server())
             .and_then(|()| test::test(&root)),
         Some("plugin") => scaffold::plugin_command(&root, &args[1..]),
+        Some("fuzz") => fuzz::fuzz(&root, &args[1..]),
         Some("schemathesis") => {
             setup::setup(&root).and_then(|()| schemathesis::schemathesis(&root, &args[1..]))
         }
@@ -67,12 +73,13 @@ fn main() -> ExitCode {
             Some("answers") => {
                 setup::setup(&root).and_then(|()| bench::bench_answers(&root, &args[2..]))
             }
+            Some("load") => setup::setup(&root).and_then(|()| bench::bench_load(&root, &args[2..])),
             Some("golden") => setup::models(&root).and_then(|()| bench::golden(&root)),
-            _ => Err("usage: cargo xtask bench <plugins|memory [--documents N] [--table-sizes A,B]|answers [--prompt-tokens N] [--no-peer]|rules [--records N] [--rounds N]|authz [--assignments N]|golden>".into()),
+            _ => Err("usage: cargo xtask bench <plugins|memory [--documents N] [--table-sizes A,B]|answers [--prompt-tokens N] [--no-peer]|rules [--records N] [--rounds N]|load [--clients N] [--seconds S] [--no-ask]|authz [--assignments N]|golden>".into()),
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|models|plugins|build|serve|test|plugin new|bench plugins|bench memory|bench answers|bench rules|bench authz|bench golden|schemathesis>"
+                "usage: cargo xtask <setup|models|plugins|build|serve|test|plugin new|bench plugins|bench memory|bench answers|bench rules|bench load|bench authz|bench golden|schemathesis|fuzz>"
             );
             return ExitCode::from(2);
         }

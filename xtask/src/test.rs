@@ -21,7 +21,8 @@ pub fn serve(root: &Path, extra: &[String]) -> Result {
     run(Command::new(binary).arg("serve").args(extra))
 }
 
-/// Every check CI runs: format, plugin unit tests, then the workspace tests
+/// Every check CI runs: format, plugin unit tests, the fuzz corpora, then the
+/// workspace tests
 /// (unit, store, model and black-box) in one dev-profile build.
 pub fn test(root: &Path) -> Result {
     run(cargo().args(["fmt", "--all", "--check"]))?;
@@ -31,6 +32,13 @@ pub fn test(root: &Path) -> Result {
         "--check",
         "--manifest-path",
         "plugins/Cargo.toml",
+    ]))?;
+    run(cargo().args([
+        "fmt",
+        "--all",
+        "--check",
+        "--manifest-path",
+        "fuzz/Cargo.toml",
     ]))?;
     // `--lib` runs the plugins' unit tests natively without linking their
     // cdylibs, whose component export names a native linker cannot take.
@@ -45,6 +53,9 @@ pub fn test(root: &Path) -> Result {
             .arg(scaffold_check_dir(root, kind).join("Cargo.toml"))
             .env("CARGO_TARGET_DIR", target_dir(root).join("plugins-native")))?;
     }
+    // Every committed fuzz input through its target once: found crashes
+    // stay fixed. (Fuzzing itself is `cargo xtask fuzz`.)
+    crate::fuzz::fuzz(root, &["--replay".to_owned()])?;
     build()?;
     run(cargo()
         .args(["test", "--workspace", "--", "--test-threads=2"])

@@ -13,6 +13,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod backup;
 pub mod cds;
 pub mod chunks;
 pub mod clinics;

@@ -16,10 +16,12 @@
 //! clinic-wide search on large tables).
 //!
 //! - [`schema`]: the table layout; [`store`]: tables, writes and deletes;
-//!   `search_store`/`erasure_store`: the LanceDB side of search and erasure.
+//!   `search_store`/`erasure_store`/`backup_store`: the LanceDB side of
+//!   search, erasure and backups.
 //! - [`search`]: the search service; [`fusion`]: reciprocal rank fusion.
 //! - [`forget`]: document delete and patient erasure.
 
+mod backup_store;
 mod erasure_store;
 pub mod forget;
 pub mod fusion;
@@ -34,6 +36,7 @@ use uuid::Uuid;
 use crate::db::records::RecordKind;
 use crate::ml::DIM;
 
+pub use backup_store::{BACKUP_TAG, TableCopy};
 pub use forget::{Erased, Forget};
 pub use schema::{SCHEMA_VERSION, VectorRow, table_name};
 pub use search::{Evidence, Memory, Mode, Query, SearchError};

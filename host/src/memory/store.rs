@@ -138,7 +138,7 @@ impl VectorStore {
     /// Builds the full-text index and the patient index once the table has
     /// rows. Rows added later are searched unindexed until
     /// [`Self::refresh_indexes`], so results are always complete.
-    async fn ensure_fts(&self, clinic: Uuid, table: &Table) -> Result<(), VectorError> {
+    pub(super) async fn ensure_fts(&self, clinic: Uuid, table: &Table) -> Result<(), VectorError> {
         table
             .create_index(&["text"], Index::FTS(FtsIndexBuilder::default()))
             .replace(true)

@@ -24,7 +24,8 @@ pub(crate) const V3: &str = "urn:hl7-org:v3";
 /// The XML Schema instance namespace (`xsi:type`).
 pub(crate) const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
 
-struct CcdaParser;
+/// The parser; public so that native fuzz targets call it as the host does.
+pub struct CcdaParser;
 
 impl Guest for CcdaParser {
     fn describe() -> PluginInfo {
@@ -42,6 +43,9 @@ impl Guest for CcdaParser {
     }
 }
 
+// Exported from the component only: a native build (fuzz targets, tests)
+// links no component export names.
+#[cfg(target_arch = "wasm32")]
 medmemory_plugin_sdk::parser::export!(CcdaParser);
 
 /// Which kind of section this is.

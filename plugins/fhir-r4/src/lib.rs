@@ -28,7 +28,8 @@ const MAX_BYTES: usize = 32 * 1024 * 1024;
 /// Bundles nested deeper than this are refused.
 const MAX_BUNDLE_DEPTH: usize = 4;
 
-struct FhirParser;
+/// The parser; public so that native fuzz targets call it as the host does.
+pub struct FhirParser;
 
 impl Guest for FhirParser {
     fn describe() -> PluginInfo {
@@ -46,6 +47,9 @@ impl Guest for FhirParser {
     }
 }
 
+// Exported from the component only: a native build (fuzz targets, tests)
+// links no component export names.
+#[cfg(target_arch = "wasm32")]
 medmemory_plugin_sdk::parser::export!(FhirParser);
 
 /// Parses a FHIR JSON document.

@@ -27,7 +27,8 @@ use segments::{allergy, diagnosis, encounter, observation};
 /// The largest document this plugin accepts; the host may set a lower cap.
 const MAX_BYTES: usize = 16 * 1024 * 1024;
 
-struct Hl7Parser;
+/// The parser; public so that native fuzz targets call it as the host does.
+pub struct Hl7Parser;
 
 impl Guest for Hl7Parser {
     fn describe() -> PluginInfo {
@@ -50,6 +51,9 @@ impl Guest for Hl7Parser {
     }
 }
 
+// Exported from the component only: a native build (fuzz targets, tests)
+// links no component export names.
+#[cfg(target_arch = "wasm32")]
 medmemory_plugin_sdk::parser::export!(Hl7Parser);
 
 /// UTF-8, or ISO 8859-1 when MSH-18 says so; the flag tells which.

@@ -21,7 +21,8 @@ const MAX_PAGES: usize = 2_000;
 pub const NO_TEXT_LAYER: &str =
     "no text layer: this PDF looks scanned; nothing was indexed (run OCR first)";
 
-struct PdfParser;
+/// The parser; public so that native fuzz targets call it as the host does.
+pub struct PdfParser;
 
 impl Guest for PdfParser {
     fn describe() -> PluginInfo {
@@ -39,6 +40,9 @@ impl Guest for PdfParser {
     }
 }
 
+// Exported from the component only: a native build (fuzz targets, tests)
+// links no component export names.
+#[cfg(target_arch = "wasm32")]
 medmemory_plugin_sdk::parser::export!(PdfParser);
 
 /// Extracts the text of every page.

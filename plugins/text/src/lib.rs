@@ -11,7 +11,8 @@ use medmemory_plugin_sdk::text;
 /// The largest document this plugin accepts; the host may set a lower cap.
 const MAX_BYTES: usize = 16 * 1024 * 1024;
 
-struct TextParser;
+/// The parser; public so that native fuzz targets call it as the host does.
+pub struct TextParser;
 
 impl Guest for TextParser {
     fn describe() -> PluginInfo {
@@ -29,4 +30,7 @@ impl Guest for TextParser {
     }
 }
 
+// Exported from the component only: a native build (fuzz targets, tests)
+// links no component export names.
+#[cfg(target_arch = "wasm32")]
 medmemory_plugin_sdk::parser::export!(TextParser);

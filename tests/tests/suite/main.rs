@@ -16,6 +16,7 @@
 //! - `auth`: OIDC against a certified provider, and forged tokens;
 //! - `access`: every route's 401/403, tenant isolation, policy edits;
 //! - `blobs`: document blobs in an S3-compatible bucket;
+//! - `backup`: backups taken while the server runs restore what they held;
 //! - `instances`: three hosts on one PostgreSQL, vector store and bucket;
 //! - `isolation`: one clinic's hostile plugin stalls no other clinic;
 //! - `architecture`: the host's layering, module cycles and file sizes;
@@ -27,6 +28,7 @@ mod answers;
 mod architecture;
 mod audit;
 mod auth;
+mod backup;
 mod bad_input;
 mod blobs;
 mod cds;
